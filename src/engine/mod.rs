@@ -1,0 +1,1 @@
+//! Runs scenarios against a target. Owned by the lead; uses script, net, proto, checks, report.

@@ -1,0 +1,2 @@
+//! Client-side protocol framing. IMAP uses imap-codec's Fragmentizer.
+pub mod imap;
