@@ -1,1 +1,186 @@
-//! Command-line interface: one file per subcommand.
+//! Command-line interface: clap definitions here, one file per subcommand. No protocol logic.
+
+mod run;
+mod serve;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::exit;
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0  nothing unexpected failed (passes, skips and expected failures only)
+  1  a scenario failed, or an expected failure passed
+  2  usage or configuration error (bad flags, unreadable targets file, no scenarios)";
+
+/// Interoperability test harness for SMTP, POP3 and IMAP servers.
+#[derive(Debug, Parser)]
+#[command(name = "mailtape", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run scenarios against a target (default: the bundled reference server, in-process).
+    #[command(after_help = EXIT_CODES)]
+    Run(RunArgs),
+    /// Run the bundled reference server until Ctrl-C.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// cargo-test-like lines, details of failures, a summary line.
+    Human,
+    /// One JSON document (see docs/json-report.md).
+    Json,
+}
+
+/// Where to connect and how.
+#[derive(Debug, Args)]
+pub struct TargetArgs {
+    /// Server to test, `[NAME=]URL`: imap://[user[:pass]@]host[:port], imaps://..., imap+starttls://...
+    /// Without it (and without --targets) the bundled reference server is started in-process.
+    #[arg(long = "target", value_name = "[NAME=]URL")]
+    pub targets: Vec<String>,
+    /// RON file describing named targets, their endpoints and accounts (docs/targets.md).
+    #[arg(long = "targets", value_name = "FILE")]
+    pub targets_file: Option<PathBuf>,
+    /// Extra account for multi-user scenarios, `user:pass` (repeatable).
+    #[arg(long = "account", value_name = "USER:PASS")]
+    pub accounts: Vec<String>,
+    /// Trust the CA certificates in this PEM file (for test servers).
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the server's certificate (prints a warning).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Seconds to wait for a TCP connection.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Seconds to wait for a TLS handshake.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub tls_timeout: f64,
+    /// Seconds one script step waits for the server.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub read_timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Scenario files or directories (searched recursively for *.ron).
+    #[arg(default_value = "scenarios")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Scenarios run at once.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Also write a JUnit XML report to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Take the new transcripts as the stored snapshots.
+    #[arg(long)]
+    pub accept: bool,
+    /// Fail on SHOULD-level violations too (they are warnings otherwise).
+    #[arg(long)]
+    pub strict: bool,
+    /// Print only failures and the summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// IMAP listen address.
+    #[arg(long, default_value = "127.0.0.1:1143")]
+    pub imap: std::net::SocketAddr,
+    /// IMAP over implicit TLS listen address.
+    #[arg(long, default_value = "127.0.0.1:1993")]
+    pub imaps: std::net::SocketAddr,
+    /// PEM certificate chain (default: a self-signed one generated at start).
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+}
+
+/// Errors that end a command before any scenario verdict: exit status 2.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Target(#[from] crate::target::TargetError),
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
+    #[error("reference server: {0}")]
+    Server(#[from] reference_server::ServerError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Parse arguments, run, and return the process exit status.
+pub fn main() -> u8 {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return exit::USAGE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+            Command::Serve(args) => serve::serve(args).await.map(|()| exit::SUCCESS),
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            exit::USAGE
+        }
+    }
+}
+
+/// Logs and wire traces go to stderr, filtered by RUST_LOG (default: warnings only).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_defaults_to_the_scenarios_directory() {
+        let cli = Cli::try_parse_from(["mailtape", "run"]).map_err(|e| e.to_string());
+        let Ok(Cli { command: Command::Run(args) }) = cli else {
+            panic!("run should parse: {cli:?}");
+        };
+        assert_eq!(args.paths, vec![PathBuf::from("scenarios")]);
+        assert!(args.target.targets.is_empty());
+    }
+}

@@ -1,1 +1,196 @@
-//! Runs scenarios against a target. Owned by the lead; uses script, net, proto, checks, report.
+//! Runs scenarios against a target and produces [`ScenarioOutcome`]s.
+//!
+//! The engine is the only place that decides pass or fail ([`verdict`]); reporters render.
+//! One [`TargetRun`] per target holds what scenarios share: the TLS client, the checks' model
+//! of the target (UIDVALIDITY history and the like), and the discovered mailbox naming.
+
+mod expect;
+mod runner;
+mod session;
+mod setup;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use crate::checks::Level;
+use crate::checks::Violation;
+use crate::checks::imap::SharedModel;
+use crate::net::{NetError, TlsClient};
+use crate::report::{Problem, ScenarioOutcome, Status};
+use crate::script::Scenario;
+use crate::target::Target;
+
+pub use setup::Naming;
+
+/// Largest server message (line plus literals) the harness accepts: big enough for any
+/// scenario's message, small enough that a hostile `{1073741824}` cannot exhaust memory.
+pub const MAX_SERVER_MESSAGE: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// SHOULD-level violations fail the scenario too.
+    pub strict: bool,
+}
+
+/// What every scenario run against one target shares.
+pub struct TargetRun {
+    pub target: Target,
+    pub options: RunOptions,
+    tls: TlsClient,
+    model: SharedModel,
+    naming: tokio::sync::OnceCell<Naming>,
+    run_id: String,
+    counter: AtomicU64,
+}
+
+/// The result of running one scenario, before snapshots are compared.
+pub struct RawOutcome {
+    pub outcome: ScenarioOutcome,
+    /// Values of this run that the normalizer must replace (fresh mailbox names, logins).
+    pub substitutions: Vec<(String, String)>,
+    /// Whether the scenario ran to its end (only then is its transcript worth a snapshot).
+    pub completed: bool,
+}
+
+impl TargetRun {
+    pub fn new(target: Target, options: RunOptions) -> Result<TargetRun, NetError> {
+        let tls = TlsClient::new(&target.tls)?;
+        Ok(TargetRun {
+            target,
+            options,
+            tls,
+            model: SharedModel::default(),
+            naming: tokio::sync::OnceCell::new(),
+            run_id: run_id(),
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// A mailbox name no other scenario of any run uses.
+    fn fresh_name(&self, naming: &Naming) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("{}mt-{}-{}", naming.prefix, self.run_id, n)
+    }
+
+    /// Run one scenario to its raw outcome.
+    pub async fn run(&self, scenario: &Scenario) -> RawOutcome {
+        let started = Instant::now();
+        let mut run = runner::ScenarioRun::new(self, scenario);
+        let skip = run.execute().await;
+        let (problems, violations, transcript, substitutions, completed) = run.finish();
+        let status = match skip {
+            Some(reason) => Status::Skip { reason },
+            None => verdict(
+                &problems,
+                &violations,
+                self.options.strict,
+                scenario.expected_failures.get(&self.target.name),
+            ),
+        };
+        RawOutcome {
+            outcome: ScenarioOutcome {
+                id: scenario.id.clone(),
+                title: scenario.title.clone(),
+                file: scenario.file.clone(),
+                spec: scenario.spec.clone(),
+                target: self.target.name.clone(),
+                status,
+                problems,
+                violations,
+                transcript,
+                duration: started.elapsed(),
+            },
+            substitutions,
+            completed,
+        }
+    }
+}
+
+/// The one place pass or fail is decided.
+pub fn verdict(
+    problems: &[Problem],
+    violations: &[Violation],
+    strict: bool,
+    expected_failure: Option<&String>,
+) -> Status {
+    let failed = !problems.is_empty()
+        || violations
+            .iter()
+            .any(|v| v.level == Level::Must || (strict && v.level == Level::Should));
+    match (failed, expected_failure) {
+        (false, None) => Status::Pass,
+        (true, None) => Status::Fail,
+        (true, Some(reason)) => Status::ExpectedFailure {
+            reason: reason.clone(),
+        },
+        (false, Some(reason)) => Status::UnexpectedPass {
+            reason: reason.clone(),
+        },
+    }
+}
+
+/// Re-decide an outcome's status after the snapshot comparison added a problem.
+pub fn add_problem(outcome: &mut ScenarioOutcome, problem: Problem, strict: bool, expected: Option<&String>) {
+    outcome.problems.push(problem);
+    if !matches!(outcome.status, Status::Skip { .. }) {
+        outcome.status = verdict(&outcome.problems, &outcome.violations, strict, expected);
+    }
+}
+
+/// Short, unique enough across concurrent runs on one server: time and pid mixed.
+fn run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let mixed = (nanos as u64) ^ ((std::process::id() as u64) << 40);
+    format!("{:08x}", mixed & 0xffff_ffff)
+}
+
+/// Tag counter for the harness's own commands.
+pub(crate) fn setup_tag(n: &mut u32) -> String {
+    *n += 1;
+    format!("mt{n}")
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checks::Level;
+
+    fn violation(level: Level) -> Violation {
+        Violation {
+            rule: "imap.test",
+            level,
+            rfc: "RFC 3501 1",
+            message: String::new(),
+            session: String::new(),
+            bytes: Vec::new(),
+            loc: None,
+        }
+    }
+
+    #[test]
+    fn should_violations_fail_only_when_strict() {
+        let v = vec![violation(Level::Should)];
+        assert_eq!(verdict(&[], &v, false, None), Status::Pass);
+        assert_eq!(verdict(&[], &v, true, None), Status::Fail);
+        let v = vec![violation(Level::Must)];
+        assert_eq!(verdict(&[], &v, false, None), Status::Fail);
+    }
+
+    #[test]
+    fn expected_failures_flip_both_ways() {
+        let reason = "RFC 3501 7.1".to_string();
+        let v = vec![violation(Level::Must)];
+        assert_eq!(
+            verdict(&[], &v, false, Some(&reason)),
+            Status::ExpectedFailure { reason: reason.clone() }
+        );
+        assert_eq!(
+            verdict(&[], &[], false, Some(&reason)),
+            Status::UnexpectedPass { reason }
+        );
+    }
+}

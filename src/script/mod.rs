@@ -7,3 +7,4 @@ pub mod pattern;
 
 pub use ast::*;
 pub use parse::{ScriptError, load, parse_str};
+mod render_tmp;

@@ -1,0 +1,300 @@
+//! `mailtape run`: load scenarios, pick or start the target, run them concurrently, report.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::engine::{RawOutcome, RunOptions, TargetRun};
+use crate::exit;
+use crate::report::{Problem, ScenarioOutcome, Status, Transcript};
+use crate::script::{Protocol, Scenario};
+use crate::target::{Account, Endpoint, Security, Target, Timeouts, TlsOptions};
+
+use super::{CliError, Format, RunArgs, TargetArgs};
+
+/// The scenarios found under the given paths, in a stable order, with parse errors kept.
+pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
+    let mut files = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            walk(p, &mut files)?;
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            return Err(CliError::Config(format!("{}: no such file or directory", p.display())));
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            // Stored transcripts live beside the scenarios; they are not scenarios.
+            if path.file_name().is_some_and(|n| n == "snapshots") {
+                continue;
+            }
+            walk(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "ron") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+fn secs(s: f64, flag: &str) -> Result<Duration, CliError> {
+    Duration::try_from_secs_f64(s)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| CliError::Config(format!("--{flag} must be a positive number of seconds")))
+}
+
+/// The targets named on the command line, or none (meaning: the bundled server).
+fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
+    let timeouts = Timeouts {
+        connect: secs(args.connect_timeout, "connect-timeout")?,
+        tls: secs(args.tls_timeout, "tls-timeout")?,
+        read: secs(args.read_timeout, "read-timeout")?,
+    };
+    let tls = TlsOptions {
+        ca_file: args.ca_file.clone(),
+        extra_roots: Vec::new(),
+        insecure: args.insecure,
+    };
+    let mut targets = Vec::new();
+    if let Some(file) = &args.targets_file {
+        for mut t in crate::target::load_targets_file(file)? {
+            // Command-line TLS options add to the file's.
+            if tls.ca_file.is_some() {
+                t.tls.ca_file = tls.ca_file.clone();
+            }
+            t.tls.insecure |= tls.insecure;
+            targets.push(t);
+        }
+    }
+    if !args.targets.is_empty() {
+        // Several --target flags are the endpoints (one per protocol) of one server.
+        let mut name = None;
+        let mut endpoints = Vec::new();
+        let mut accounts: Vec<Account> = Vec::new();
+        for spec in &args.targets {
+            let parsed = crate::target::parse_target(spec)?;
+            if name.is_none() {
+                name = parsed.name.clone();
+            }
+            endpoints.push(parsed.endpoint.clone());
+            if let Some(a) = parsed.account
+                && !accounts.iter().any(|b| b.name == a.name)
+            {
+                accounts.push(a);
+            }
+        }
+        let name = name.unwrap_or_else(|| {
+            let e = &endpoints[0];
+            format!("{}_{}", e.host, e.port)
+        });
+        targets.push(Target {
+            name,
+            endpoints,
+            accounts,
+            tls: tls.clone(),
+            timeouts,
+        });
+    }
+    for t in &mut targets {
+        for spec in &args.accounts {
+            let a = crate::target::parse_account(spec)?;
+            if !t.accounts.iter().any(|b| b.name == a.name) {
+                t.accounts.push(a);
+            }
+        }
+        if t.tls.insecure {
+            eprintln!(
+                "warning: certificate verification is off for target {} (--insecure)",
+                t.name
+            );
+        }
+    }
+    Ok(targets)
+}
+
+/// Start the bundled reference server in-process and describe it as a target.
+async fn reference_target(
+    args: &TargetArgs,
+) -> Result<(Target, reference_server::Running), CliError> {
+    let config = reference_server::Config::default();
+    let accounts = config
+        .accounts
+        .iter()
+        .map(|a| Account {
+            name: a.user.clone(),
+            login: a.user.clone(),
+            password: a.password.clone(),
+        })
+        .collect();
+    let running = reference_server::start(config).await?;
+    let mut endpoints = Vec::new();
+    if let Some(a) = running.imap {
+        endpoints.push(Endpoint {
+            protocol: Protocol::Imap,
+            security: Security::Plain,
+            host: a.ip().to_string(),
+            port: a.port(),
+        });
+    }
+    let target = Target {
+        name: "reference".to_string(),
+        endpoints,
+        accounts,
+        tls: TlsOptions {
+            ca_file: None,
+            // The in-process server's own certificate: trusted without --insecure.
+            extra_roots: vec![running.certificate.clone()],
+            insecure: false,
+        },
+        timeouts: Timeouts {
+            connect: secs(args.connect_timeout, "connect-timeout")?,
+            tls: secs(args.tls_timeout, "tls-timeout")?,
+            read: secs(args.read_timeout, "read-timeout")?,
+        },
+    };
+    Ok((target, running))
+}
+
+/// A scenario file that could not be loaded still gets a line in every report.
+fn load_error(path: &Path, target: &str, message: String) -> ScenarioOutcome {
+    ScenarioOutcome {
+        id: path.display().to_string(),
+        title: "malformed scenario".to_string(),
+        file: path.to_path_buf(),
+        spec: Vec::new(),
+        target: target.to_string(),
+        status: Status::Fail,
+        problems: vec![Problem::Error {
+            loc: None,
+            session: None,
+            message,
+        }],
+        violations: Vec::new(),
+        transcript: Transcript::default(),
+        duration: Duration::ZERO,
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<u8, CliError> {
+    if args.jobs == 0 {
+        return Err(CliError::Config("--jobs must be at least 1".to_string()));
+    }
+    let files = discover(&args.paths)?;
+    if files.is_empty() {
+        return Err(CliError::Config("no scenario files (*.ron) found".to_string()));
+    }
+    let mut targets = targets_from_args(&args.target)?;
+    let mut server = None;
+    if targets.is_empty() {
+        let (t, running) = reference_target(&args.target).await?;
+        targets.push(t);
+        server = Some(running);
+    }
+    let mut scenarios = Vec::new();
+    let mut broken = Vec::new();
+    for f in &files {
+        match crate::script::load(f) {
+            Ok(s) => scenarios.push(Arc::new(s)),
+            Err(e) => broken.push((f.clone(), e.to_string())),
+        }
+    }
+    let started = Instant::now();
+    let policy = crate::report::snapshot::SnapshotPolicy::from_env(args.accept);
+    let mut all = Vec::new();
+    for target in targets {
+        let name = target.name.clone();
+        let mut reporter = crate::report::human::HumanReporter::stdout(args.quiet);
+        if args.format == Format::Human {
+            reporter.start(&name, scenarios.len() + broken.len());
+        }
+        let mut outcomes: Vec<ScenarioOutcome> = broken
+            .iter()
+            .map(|(f, e)| load_error(f, &name, e.clone()))
+            .collect();
+        if args.format == Format::Human {
+            for o in &outcomes {
+                reporter.outcome(o);
+            }
+        }
+        let run = Arc::new(TargetRun::new(target, RunOptions { strict: args.strict })?);
+        let limit = Arc::new(Semaphore::new(args.jobs));
+        let mut set = JoinSet::new();
+        for s in &scenarios {
+            let run = run.clone();
+            let s = s.clone();
+            let limit = limit.clone();
+            set.spawn(async move {
+                let _permit = limit.acquire_owned().await;
+                (run.run(&s).await, s)
+            });
+        }
+        while let Some(joined) = set.join_next().await {
+            let (raw, scenario) = match joined {
+                Ok(r) => r,
+                Err(e) => return Err(CliError::Config(format!("a scenario task failed: {e}"))),
+            };
+            let outcome = finish(raw, &scenario, &policy, &run);
+            if args.format == Format::Human {
+                reporter.outcome(&outcome);
+            }
+            outcomes.push(outcome);
+        }
+        outcomes.sort_by(|a, b| a.id.cmp(&b.id));
+        if args.format == Format::Human {
+            reporter.finish(&outcomes, started.elapsed());
+        }
+        all.extend(outcomes);
+    }
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
+    if args.format == Format::Json {
+        println!("{}", crate::report::json::render(&all, started.elapsed()));
+    }
+    if let Some(path) = &args.junit {
+        crate::report::junit::write(&all, path)
+            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+    }
+    let failed = all.iter().any(|o| o.status.is_unexpected_failure());
+    Ok(if failed { exit::FAILED } else { exit::SUCCESS })
+}
+
+/// Compare the transcript with the stored snapshot and settle the verdict.
+fn finish(
+    raw: RawOutcome,
+    scenario: &Scenario,
+    policy: &crate::report::snapshot::SnapshotPolicy,
+    run: &TargetRun,
+) -> ScenarioOutcome {
+    let RawOutcome {
+        mut outcome,
+        substitutions,
+        completed,
+    } = raw;
+    // Only a run that reached its end is worth keeping or comparing; a failed one
+    // already says why.
+    if completed && matches!(outcome.status, Status::Pass | Status::UnexpectedPass { .. } | Status::Fail) {
+        let text = crate::report::normalize::normalize(&outcome.transcript, &substitutions);
+        if let Some(problem) = crate::report::snapshot::check(&scenario.file, &run.target.name, &scenario.id, &text, policy) {
+            crate::engine::add_problem(
+                &mut outcome,
+                problem,
+                run.options.strict,
+                scenario.expected_failures.get(&run.target.name),
+            );
+        }
+    }
+    outcome
+}

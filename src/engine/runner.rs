@@ -1,0 +1,542 @@
+//! Runs one scenario's script: sets up fixtures, opens sessions as the script first uses
+//! them, sends `C` batches, waits for and matches `S` lines, and cleans up.
+
+use std::collections::BTreeMap;
+
+use tokio::time::Instant;
+
+use crate::checks::Violation;
+use crate::checks::imap::ImapChecks;
+use crate::net::NetError;
+use crate::report::{Problem, Transcript};
+use crate::script::pattern::{Bindings, PatternKind, Value};
+use crate::script::{ClientMessage, ExpectLine, InitialState, Loc, Presence, Protocol, Scenario, Step};
+use crate::target::{Account, Endpoint};
+
+use super::expect::{check_step, lossy, satisfiable};
+use super::session::{Session, Sink, tagged_completion};
+use super::setup::{self, Naming, SetupError};
+use super::TargetRun;
+
+/// Name of the harness's own connection for fixtures; not a valid script session name.
+const SETUP_SESSION: &str = "~setup";
+
+pub struct ScenarioRun<'a> {
+    run: &'a TargetRun,
+    scenario: &'a Scenario,
+    checks: ImapChecks,
+    transcript: Transcript,
+    violations: Vec<Violation>,
+    problems: Vec<Problem>,
+    sessions: BTreeMap<String, Session>,
+    vars: Bindings,
+    /// Fresh mailbox variable -> full name.
+    mailboxes: BTreeMap<String, String>,
+    /// The account that owns the fresh mailboxes.
+    owner: Option<Account>,
+    tags: u32,
+    completed: bool,
+}
+
+type Finished = (Vec<Problem>, Vec<Violation>, Transcript, Vec<(String, String)>, bool);
+
+impl<'a> ScenarioRun<'a> {
+    pub fn new(run: &'a TargetRun, scenario: &'a Scenario) -> ScenarioRun<'a> {
+        ScenarioRun {
+            run,
+            scenario,
+            checks: ImapChecks::new(run.model.clone()),
+            transcript: Transcript::default(),
+            violations: Vec::new(),
+            problems: Vec::new(),
+            sessions: BTreeMap::new(),
+            vars: Bindings::default(),
+            mailboxes: BTreeMap::new(),
+            owner: None,
+            tags: 0,
+            completed: false,
+        }
+    }
+
+    pub fn finish(mut self) -> Finished {
+        let mut subs: Vec<(String, String)> = self
+            .mailboxes
+            .iter()
+            .map(|(var, name)| (name.clone(), format!("{{{var}}}")))
+            .collect();
+        for a in &self.run.target.accounts {
+            subs.push((a.login.clone(), format!("{{user:{}}}", a.name)));
+        }
+        // Longest first so a name that contains another is replaced whole.
+        subs.sort_by_key(|(v, _)| std::cmp::Reverse(v.len()));
+        let mut checks_left = Vec::new();
+        for (name, s) in self.sessions.iter_mut() {
+            if !s.closed {
+                s.closed = true;
+                checks_left.extend(self.checks.session_closed(name));
+            }
+        }
+        self.violations.extend(checks_left);
+        (self.problems, self.violations, self.transcript, subs, self.completed)
+    }
+
+    fn endpoint(&self, protocol: Protocol) -> Option<&'a Endpoint> {
+        self.run.target.endpoints.iter().find(|e| e.protocol == protocol)
+    }
+
+    fn account(&self, user: Option<&str>) -> Option<Account> {
+        let accounts = &self.run.target.accounts;
+        match user {
+            None => accounts.first().cloned(),
+            Some(u) => accounts.iter().find(|a| a.name.eq_ignore_ascii_case(u)).cloned(),
+        }
+    }
+
+    /// Run the whole scenario. `Some(reason)` means it was skipped.
+    pub async fn execute(&mut self) -> Option<String> {
+        let Some(endpoint) = self.endpoint(self.scenario.protocol) else {
+            return Some(format!("the target has no {:?} endpoint", self.scenario.protocol));
+        };
+        for (name, spec) in &self.scenario.sessions {
+            if spec.protocol != Protocol::Imap {
+                return Some(format!("session {name:?}: only IMAP sessions are supported so far"));
+            }
+            if spec.state != InitialState::NotAuthenticated && self.account(spec.user.as_deref()).is_none() {
+                return Some(format!(
+                    "session {name:?} needs account {:?}, which the target does not have (add --account)",
+                    spec.user.as_deref().unwrap_or("<first>")
+                ));
+            }
+        }
+        let first_user = self.scenario.sessions.values().find_map(|s| s.user.clone());
+        let Some(owner) = self.account(first_user.as_deref()) else {
+            return Some("the target has no account (give user:pass in the URL or --account)".to_string());
+        };
+        self.owner = Some(owner.clone());
+        match self.prepare(endpoint, &owner).await {
+            Ok(Some(skip)) => return Some(skip),
+            Ok(None) => {}
+            Err(e) => {
+                self.problems.push(Problem::Error {
+                    loc: None,
+                    session: Some(SETUP_SESSION.to_string()),
+                    message: format!("setup failed: {e}"),
+                });
+                return None;
+            }
+        }
+        let ok = self.script(endpoint).await;
+        self.completed = ok && self.problems.is_empty();
+        self.close_sessions().await;
+        if let Err(e) = self.cleanup(endpoint, &owner).await {
+            self.problems.push(Problem::Error {
+                loc: None,
+                session: Some(SETUP_SESSION.to_string()),
+                message: format!("cleanup failed: {e}"),
+            });
+        }
+        None
+    }
+
+    fn sink(&mut self) -> (Sink<'_>, &mut u32) {
+        (
+            Sink {
+                transcript: &mut self.transcript,
+                checks: &mut self.checks,
+                violations: &mut self.violations,
+            },
+            &mut self.tags,
+        )
+    }
+
+    /// Capabilities, naming, fresh mailboxes and seed messages. `Ok(Some)` = skip.
+    async fn prepare(&mut self, endpoint: &Endpoint, owner: &Account) -> Result<Option<String>, SetupError> {
+        let wait = self.run.target.timeouts.read;
+        let run = self.run;
+        let scenario = self.scenario;
+        let (mut sink, tags) = self.sink();
+        let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::NotAuthenticated, None, &mut sink, tags).await?;
+        // Capabilities before login matter too (STARTTLS, AUTH=...); after login, the rest.
+        let mut caps = setup::capabilities(&mut s, &mut sink, tags, wait).await?;
+        s.pending.clear();
+        let tag = super::setup_tag(tags);
+        let text = format!("LOGIN {} {}", setup::quoted(&owner.login), setup::quoted(&owner.password));
+        let (status, frames) = s.command(&mut sink, &tag, &text, wait).await?;
+        if status != super::session::Completion::Ok {
+            let last = frames.last().map(|f| lossy(&f.raw)).unwrap_or_default();
+            return Err(SetupError::Refused(format!("LOGIN as {} failed: {last}", owner.login)));
+        }
+        caps.extend(setup::capabilities(&mut s, &mut sink, tags, wait).await?);
+        let missing: Vec<&String> = scenario
+            .requires
+            .iter()
+            .filter(|r| !caps.iter().any(|c| c.eq_ignore_ascii_case(r)))
+            .collect();
+        if !missing.is_empty() {
+            setup::logout(&mut s, &mut sink, tags, wait).await?;
+            let list: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
+            return Ok(Some(format!("the server does not announce {}", list.join(", "))));
+        }
+        let naming = run
+            .naming
+            .get_or_try_init(|| async { setup::discover(&mut s, &mut sink, tags, &caps, wait).await })
+            .await?
+            .clone();
+        let mut mailboxes = BTreeMap::new();
+        for var in &scenario.mailboxes {
+            let name = run.fresh_name(&naming);
+            setup::create(&mut s, &mut sink, tags, &name, wait).await?;
+            mailboxes.insert(var.clone(), name);
+        }
+        for seed in &scenario.seed {
+            let Some(name) = mailboxes.get(&seed.mailbox) else {
+                continue;
+            };
+            setup::append(&mut s, &mut sink, tags, name, seed, wait).await?;
+        }
+        setup::logout(&mut s, &mut sink, tags, wait).await?;
+        self.bind_predefined(&naming, mailboxes);
+        Ok(None)
+    }
+
+    fn bind_predefined(&mut self, naming: &Naming, mailboxes: BTreeMap<String, String>) {
+        for (var, name) in &mailboxes {
+            self.vars.0.insert(var.clone(), Value::String(name.clone().into_bytes()));
+        }
+        self.vars
+            .0
+            .insert("sep".to_string(), Value::String(naming.separator.clone().into_bytes()));
+        self.mailboxes = mailboxes;
+    }
+
+    /// Variables of one session: its account's login and password on top of the shared ones.
+    fn session_vars(&self, session: &str) -> Bindings {
+        let mut vars = self.vars.clone();
+        let user = self.scenario.sessions.get(session).and_then(|s| s.user.clone());
+        if let Some(a) = self.account(user.as_deref()) {
+            vars.0.insert("user".to_string(), Value::String(a.login.into_bytes()));
+            vars.0.insert("password".to_string(), Value::String(a.password.into_bytes()));
+        }
+        vars
+    }
+
+    /// Run the steps. Returns false when the scenario had to stop early.
+    async fn script(&mut self, endpoint: &Endpoint) -> bool {
+        let steps = &self.scenario.steps;
+        for (i, step) in steps.iter().enumerate() {
+            let result = match step {
+                Step::Send { session, messages } => {
+                    // A batch with no S lines of its own session right after it waits for all
+                    // its completions before the script moves on.
+                    let expect_follows = matches!(steps.get(i + 1), Some(Step::Expect { session: s, .. }) if s == session);
+                    self.send(endpoint, session, messages, !expect_follows).await
+                }
+                Step::Expect { session, lines } => self.expect(endpoint, session, lines).await,
+            };
+            if let Err(problem) = result {
+                self.problems.push(problem);
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn ensure_session(&mut self, endpoint: &Endpoint, name: &str, loc: &Loc) -> Result<(), Problem> {
+        if !self.sessions.contains_key(name) {
+            let spec = self.scenario.sessions.get(name).cloned();
+            let state = spec.as_ref().map(|s| s.state).unwrap_or(InitialState::Authenticated);
+            let user = spec.as_ref().and_then(|s| s.user.clone());
+            let account = self
+                .account(user.as_deref())
+                .or_else(|| self.owner.clone())
+                .ok_or_else(|| Problem::Error {
+                    loc: Some(loc.clone()),
+                    session: Some(name.to_string()),
+                    message: "no account for this session".to_string(),
+                })?;
+            let select = self.mailboxes.get("mailbox").cloned();
+            let run = self.run;
+            let (mut sink, tags) = self.sink();
+            let s = setup::open(run, endpoint, name, &account, state, select.as_deref(), &mut sink, tags)
+                .await
+                .map_err(|e| Problem::Error {
+                    loc: Some(loc.clone()),
+                    session: Some(name.to_string()),
+                    message: format!("could not open the session: {e}"),
+                })?;
+            self.sessions.insert(name.to_string(), s);
+        }
+        Ok(())
+    }
+
+    async fn send(
+        &mut self,
+        endpoint: &Endpoint,
+        name: &str,
+        messages: &[ClientMessage],
+        wait_completion: bool,
+    ) -> Result<(), Problem> {
+        let wait = self.run.target.timeouts.read;
+        let mut sent_tags = Vec::new();
+        for m in messages {
+            let vars = self.session_vars(name);
+            let mut rendered = Vec::new();
+            for seg in &m.segments {
+                let text = seg.text.render(&vars).map_err(|e| Problem::Error {
+                    loc: Some(m.loc.clone()),
+                    session: Some(name.to_string()),
+                    message: e.to_string(),
+                })?;
+                rendered.push(text);
+            }
+            self.ensure_session(endpoint, name, &m.loc).await?;
+            let s = session_mut(&mut self.sessions, name, &m.loc)?;
+            if s.closed {
+                return Err(Problem::Error {
+                    loc: Some(m.loc.clone()),
+                    session: Some(name.to_string()),
+                    message: "the session's connection is already closed".to_string(),
+                });
+            }
+            let plus_ok = s.has_literal_plus();
+            // Build the exact bytes first: the checks see the whole command before any `+`.
+            let mut pieces: Vec<(Vec<u8>, Option<(bool, &[u8])>)> = Vec::new();
+            for (seg, text) in m.segments.iter().zip(rendered) {
+                let mut line = text.into_bytes();
+                let lit = seg.literal.as_ref().map(|l| {
+                    let sync = !l.non_sync || !plus_ok;
+                    if l.non_sync && !plus_ok && line.ends_with(b"+}") {
+                        // RFC 7888: without LITERAL+ the client must wait; fall back to `{N}`.
+                        let n = line.len();
+                        line.remove(n - 2);
+                    }
+                    (sync, l.data.as_slice())
+                });
+                pieces.push((line, lit));
+            }
+            let mut whole = Vec::new();
+            for (line, lit) in &pieces {
+                whole.extend_from_slice(line);
+                whole.extend_from_slice(b"\r\n");
+                if let Some((_, data)) = lit {
+                    whole.extend_from_slice(data);
+                }
+            }
+            if let Some(tag) = &m.tag {
+                s.outstanding.insert(tag.clone());
+                sent_tags.push(tag.clone());
+                let verb = whole
+                    .split(|b| *b == b' ')
+                    .nth(1)
+                    .map(|v| String::from_utf8_lossy(v).trim_end().to_ascii_uppercase())
+                    .unwrap_or_default();
+                match verb.as_str() {
+                    "STARTTLS" => s.starttls_tag = Some(tag.clone()),
+                    "LOGOUT" => s.logout_tag = Some(tag.clone()),
+                    _ => {}
+                }
+            }
+            let mut sink = Sink {
+                transcript: &mut self.transcript,
+                checks: &mut self.checks,
+                violations: &mut self.violations,
+            };
+            s.sent(&mut sink, false, &whole, Some(&m.loc));
+            for (line, lit) in pieces {
+                let mut bytes = line;
+                bytes.extend_from_slice(b"\r\n");
+                s.send_raw(&bytes).await.map_err(|e| net(e, name, &m.loc))?;
+                let Some((sync, data)) = lit else { continue };
+                if sync {
+                    let go = s
+                        .wait_continuation(&mut sink, m.tag.as_deref(), wait, Some(&m.loc))
+                        .await
+                        .map_err(|e| net(e, name, &m.loc))?;
+                    if !go {
+                        // The server refused the literal with a tagged completion: stop here.
+                        break;
+                    }
+                }
+                s.send_raw(data).await.map_err(|e| net(e, name, &m.loc))?;
+            }
+        }
+        if wait_completion && !sent_tags.is_empty() {
+            let loc = messages.last().map(|m| m.loc.clone()).ok_or_else(|| Problem::Error {
+                loc: None,
+                session: Some(name.to_string()),
+                message: "empty batch".to_string(),
+            })?;
+            self.ensure_session(endpoint, name, &loc).await?;
+            let s = session_mut(&mut self.sessions, name, &loc)?;
+            let mut sink = Sink {
+                transcript: &mut self.transcript,
+                checks: &mut self.checks,
+                violations: &mut self.violations,
+            };
+            for tag in &sent_tags {
+                if let Err(e) = s.wait_tag(&mut sink, false, tag, wait, Some(&loc)).await {
+                    return Err(self_net_problem(e, name, &loc, &format!("the completion of tag {tag}")));
+                }
+            }
+            // Nothing in the script looks at these messages: consume them up to the last completion.
+            let last = s
+                .pending
+                .iter()
+                .rposition(|f| tagged_completion(f).is_some_and(|(t, _)| sent_tags.contains(&t)));
+            if let Some(last) = last {
+                s.pending.drain(..=last);
+            }
+        }
+        Ok(())
+    }
+
+    async fn expect(&mut self, endpoint: &Endpoint, name: &str, lines: &[ExpectLine]) -> Result<(), Problem> {
+        let wait = self.run.target.timeouts.read;
+        let Some(first) = lines.first() else { return Ok(()) };
+        let loc = first.loc.clone();
+        let tags: Vec<String> = lines
+            .iter()
+            .filter(|l| l.presence == Presence::Must)
+            .filter_map(|l| match l.pattern.kind() {
+                PatternKind::Tagged { tag, .. } => Some(tag.clone()),
+                _ => None,
+            })
+            .collect();
+        let has_must = lines.iter().any(|l| l.presence == Presence::Must);
+        let vars = self.session_vars(name);
+        self.ensure_session(endpoint, name, &loc).await?;
+        let s = session_mut(&mut self.sessions, name, &loc)?;
+        let mut sink = Sink {
+            transcript: &mut self.transcript,
+            checks: &mut self.checks,
+            violations: &mut self.violations,
+        };
+        let deadline = Instant::now() + wait;
+        // Read until the step can be judged; the window is what the step consumes.
+        let window_end = loop {
+            let done = if !tags.is_empty() {
+                let mut last = None;
+                let mut all = true;
+                for t in &tags {
+                    match s
+                        .pending
+                        .iter()
+                        .position(|f| tagged_completion(f).is_some_and(|(tt, _)| tt.eq_ignore_ascii_case(t)))
+                    {
+                        Some(p) => last = Some(last.map_or(p, |l: usize| l.max(p))),
+                        None => all = false,
+                    }
+                }
+                if all { last.map(|l| l + 1) } else { None }
+            } else if has_must {
+                let window: Vec<_> = s.pending.iter().cloned().collect();
+                if satisfiable(lines, &window, &vars) { Some(window.len()) } else { None }
+            } else if s.outstanding.is_empty() {
+                Some(s.pending.len())
+            } else {
+                None
+            };
+            if let Some(end) = done {
+                break end;
+            }
+            if s.closed {
+                let window: Vec<_> = s.pending.iter().map(|f| lossy(&f.raw)).collect();
+                return Err(Problem::Mismatch {
+                    loc: loc.clone(),
+                    session: name.to_string(),
+                    expected: lines.iter().map(|l| l.source.as_str()).collect::<Vec<_>>().join(" / "),
+                    got: window,
+                    message: "the connection closed before these lines arrived".to_string(),
+                });
+            }
+            if let Err(e) = s.read_one(&mut sink, false, deadline, Some(&loc)).await {
+                let waiting = if tags.is_empty() {
+                    format!("the lines at {loc}")
+                } else {
+                    format!("the completion of tag {} ({loc})", tags.join(", "))
+                };
+                let got: Vec<String> = s.pending.iter().map(|f| lossy(&f.raw)).collect();
+                let mut p = self_net_problem(e, name, &loc, &waiting);
+                if let Problem::Timeout { message, .. } = &mut p
+                    && !got.is_empty()
+                {
+                    message.push_str(&format!("; received meanwhile: {}", got.join(" | ")));
+                }
+                return Err(p);
+            }
+        };
+        let window: Vec<_> = s.pending.drain(..window_end).collect();
+        let mut merged = vars.clone();
+        let problems = check_step(name, lines, &window, &mut merged);
+        // Keep captures (not the per-session predefined values) for later lines.
+        for (k, v) in merged.0 {
+            if !matches!(k.as_str(), "user" | "password") {
+                self.vars.0.insert(k, v);
+            }
+        }
+        self.problems.extend(problems);
+        Ok(())
+    }
+
+    /// LOGOUT every session the script left open, so the server sees a clean end.
+    async fn close_sessions(&mut self) {
+        let wait = self.run.target.timeouts.read;
+        let names: Vec<String> = self.sessions.keys().cloned().collect();
+        for name in names {
+            let Some(s) = self.sessions.get_mut(&name) else { continue };
+            if s.closed {
+                continue;
+            }
+            let mut sink = Sink {
+                transcript: &mut self.transcript,
+                checks: &mut self.checks,
+                violations: &mut self.violations,
+            };
+            // Errors here (e.g. a server that already dropped us) are not the scenario's
+            // verdict; violations from the exchange are still recorded.
+            let _ = setup::logout(s, &mut sink, &mut self.tags, wait).await;
+        }
+    }
+
+    async fn cleanup(&mut self, endpoint: &Endpoint, owner: &Account) -> Result<(), SetupError> {
+        if self.mailboxes.is_empty() {
+            return Ok(());
+        }
+        let wait = self.run.target.timeouts.read;
+        let run = self.run;
+        let names: Vec<String> = self.mailboxes.values().cloned().collect();
+        let (mut sink, tags) = self.sink();
+        let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::Authenticated, None, &mut sink, tags).await?;
+        for n in names {
+            setup::delete_tree(&mut s, &mut sink, tags, &n, wait).await?;
+        }
+        setup::logout(&mut s, &mut sink, tags, wait).await
+    }
+}
+
+fn net(e: NetError, session: &str, loc: &Loc) -> Problem {
+    self_net_problem(e, session, loc, "the server to accept the command")
+}
+
+fn self_net_problem(e: NetError, session: &str, loc: &Loc, waiting: &str) -> Problem {
+    match e {
+        NetError::Timeout(..) => Problem::Timeout {
+            loc: Some(loc.clone()),
+            session: session.to_string(),
+            message: format!("{e} while waiting for {waiting}"),
+        },
+        other => Problem::Error {
+            loc: Some(loc.clone()),
+            session: Some(session.to_string()),
+            message: format!("{other} while waiting for {waiting}"),
+        },
+    }
+}
+
+fn session_mut<'s>(sessions: &'s mut BTreeMap<String, Session>, name: &str, loc: &Loc) -> Result<&'s mut Session, Problem> {
+    sessions.get_mut(name).ok_or_else(|| Problem::Error {
+        loc: Some(loc.clone()),
+        session: Some(name.to_string()),
+        message: "the session is not open".to_string(),
+    })
+}

@@ -1,0 +1,84 @@
+//! The scenario suites end to end through the `mailtape` binary: against the bundled
+//! reference server always, and against the CI Dovecot when `ci/dovecot.sh` started one.
+
+use std::process::Command;
+
+fn mailtape() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_mailtape"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+    c
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => panic!("cannot run mailtape: {e}"),
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn imap_suite_passes_against_the_reference_server() {
+    let (code, stdout, stderr) = run(mailtape().args(["run", "scenarios/imap", "--format", "json"]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let report: serde_json::Value = match serde_json::from_str(&stdout) {
+        Ok(v) => v,
+        Err(e) => panic!("the JSON report does not parse: {e}\n{stdout}"),
+    };
+    let summary = &report["summary"];
+    assert!(summary["total"].as_u64().unwrap_or(0) >= 40, "{summary}");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_eq!(summary["expected_failures"], 0, "the reference server has none: {summary}");
+}
+
+#[test]
+fn imap_suite_against_dovecot() {
+    let Ok(url) = std::env::var("MAILTAPE_DOVECOT_IMAP") else {
+        eprintln!("SKIP: MAILTAPE_DOVECOT_IMAP is not set (run `eval \"$(bash ci/dovecot.sh env)\"` after `ci/dovecot.sh start`)");
+        return;
+    };
+    let target = format!("dovecot={url}");
+    let (code, stdout, stderr) = run(mailtape().args([
+        "run",
+        "scenarios/imap",
+        "--target",
+        &target,
+        "--account",
+        "bob:bobpw",
+    ]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[test]
+fn a_malformed_scenario_is_reported_and_the_others_still_run() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let good = dir.path().join("good.ron");
+    let bad = dir.path().join("bad.ron");
+    let ok = std::fs::write(
+        &good,
+        "Scenario(id: \"t.good\", title: \"noop\", spec: [\"RFC 3501 6.1.2\"], script: r#\"\nC: a1 NOOP\nS: a1 OK\n\"#)\n",
+    )
+    .and_then(|_| std::fs::write(&bad, "Scenario(id: \"t.bad\", title: \"broken\",\n  spec: [\"RFC 3501 6.1.2\"], scrpt: \"\")\n"));
+    if let Err(e) = ok {
+        panic!("write: {e}");
+    }
+    let (code, stdout, stderr) = run(mailtape().arg("run").arg(dir.path()).env("CI", ""));
+    assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("bad.ron:2:"), "the error names file:line:col:\n{stdout}");
+    assert!(stdout.contains("t.good"), "the good scenario still ran:\n{stdout}");
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let (code, _, stderr) = run(mailtape().args(["run", "no/such/dir"]));
+    assert_eq!(code, 2, "{stderr}");
+    let (code, _, stderr) = run(mailtape().args(["run", "scenarios", "--target", "ftp://x"]));
+    assert_eq!(code, 2, "{stderr}");
+}
