@@ -166,6 +166,26 @@ pub enum TargetError {
     Url { url: String, reason: String },
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
+    /// An `--account` value that is not `LOGIN:PASSWORD` (the value is not echoed: it may
+    /// hold a password).
+    #[error("invalid account: {0}")]
+    Account(String),
+}
+
+/// Checks a target name: it keys snapshot files, so only letters, digits, `.`, `_` and `-`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty target name".into());
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        Some(c) => Err(format!(
+            "target name `{name}` contains `{c}` (allowed: letters, digits, `.`, `_`, `-`)"
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -202,6 +222,14 @@ mod tests {
             Some("bob")
         );
         assert!(t.account(Some("carol")).is_none());
+    }
+
+    #[test]
+    fn target_names() {
+        assert!(validate_name("dovecot-2.3_a.b").is_ok());
+        assert!(validate_name("").is_err());
+        assert!(validate_name("a/b").unwrap_err().contains("`/`"));
+        assert!(validate_name("a b").is_err());
     }
 
     #[test]

@@ -17,6 +17,7 @@ use imap_codec::decode::{Decoder, GreetingDecodeError, ResponseDecodeError};
 use imap_codec::{GreetingCodec, ResponseCodec};
 use imap_types::IntoStatic;
 use imap_types::response::{Greeting, Response};
+use imap_types::utils::escape_byte_string;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::{NetError, Stream, TlsClient};
@@ -94,6 +95,8 @@ impl ImapConnection {
 
     /// Writes all bytes and flushes.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        // Credentials go through here too: wire bytes are logged only at TRACE, on request.
+        tracing::trace!(wire = %escape_byte_string(bytes), "C:");
         let stream = self.stream()?;
         stream.write_all(bytes).await?;
         stream.flush().await?;
@@ -111,6 +114,7 @@ impl ImapConnection {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(raw) = self.framer.poll()? {
+                tracing::trace!(wire = %escape_byte_string(&raw.bytes), "S:");
                 return Ok(self.decode(raw));
             }
             // Split borrows: the buffer and the stream are separate fields.
@@ -149,7 +153,8 @@ impl ImapConnection {
     }
 
     /// Whether received bytes are waiting that no `read_frame` has returned yet (a whole
-    /// message or part of one).
+    /// message or part of one). Bytes still in the socket are not seen here; to take what
+    /// has already arrived without waiting, call `read_frame(Duration::ZERO)`.
     pub fn has_buffered(&mut self) -> bool {
         self.framer.has_buffered()
     }

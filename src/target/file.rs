@@ -107,9 +107,7 @@ impl RawTarget {
     fn into_target(self, base: &Path) -> Result<Target, String> {
         let name = self.name;
         let ctx = |msg: String| format!("target `{name}`: {msg}");
-        if name.is_empty() {
-            return Err("a target has an empty name".into());
-        }
+        super::validate_name(&name)?;
         if self.endpoints.is_empty() {
             return Err(ctx("no endpoints".into()));
         }

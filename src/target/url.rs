@@ -37,7 +37,13 @@ pub fn parse_target(spec: &str) -> Result<Target, TargetError> {
     let (name, url) = split_name(spec);
     let (endpoint, account) = parse_endpoint(url)?;
     let name = match name {
-        Some(n) => n.to_string(),
+        Some(n) => {
+            super::validate_name(n).map_err(|reason| TargetError::Url {
+                url: redact(url),
+                reason,
+            })?;
+            n.to_string()
+        }
         None => default_name(&endpoint),
     };
     let mut target = Target::new(name, endpoint);
@@ -221,10 +227,12 @@ fn redact(url: &str) -> String {
 pub fn parse_account(spec: &str) -> Result<Account, TargetError> {
     match spec.split_once(':') {
         Some((login, password)) if !login.is_empty() => Ok(Account::from_login(login, password)),
-        _ => Err(TargetError::Url {
-            url: spec.split(':').next().unwrap_or_default().to_string(),
-            reason: "an account is written login:password".into(),
-        }),
+        Some(_) => Err(TargetError::Account(
+            "empty login (expected LOGIN:PASSWORD)".into(),
+        )),
+        None => Err(TargetError::Account(
+            "no `:` (expected LOGIN:PASSWORD)".into(),
+        )),
     }
 }
 
@@ -294,6 +302,12 @@ mod tests {
     }
 
     #[test]
+    fn target_names_are_checked() {
+        assert!(reason(parse_target("my target=imap://h")).contains("contains ` `"));
+        assert!(reason(parse_target("../x=imap://h")).contains("contains `/`"));
+    }
+
+    #[test]
     fn equals_in_password_is_not_a_name() {
         let t = parse_target("imap://bob:a=b@mail.example").unwrap();
         assert_eq!(t.name, "mail.example_143");
@@ -343,8 +357,14 @@ mod tests {
             (a.name.as_str(), a.login.as_str(), a.password.as_str()),
             ("carol", "carol@example.test", "pw:with:colons")
         );
-        assert!(parse_account("nopassword").is_err());
-        assert!(parse_account(":pw").is_err());
+        let e = parse_account("nopassword").unwrap_err().to_string();
+        assert_eq!(e, "invalid account: no `:` (expected LOGIN:PASSWORD)");
+        assert!(
+            parse_account(":pw")
+                .unwrap_err()
+                .to_string()
+                .contains("empty login")
+        );
         assert_eq!(parse_account("dave:").unwrap().password, "");
     }
 }

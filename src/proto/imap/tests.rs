@@ -391,3 +391,21 @@ fn decoders_report_reasons() {
         Parsed::Unparsed(_)
     ));
 }
+
+#[tokio::test]
+async fn zero_wait_takes_what_has_arrived() {
+    let server = TestServer::plain(|mut tcp: TcpStream, _| async move {
+        tcp.write_all(b"* OK hi\r\n* 1 EXISTS\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    })
+    .await;
+    let mut c = plain_client(&server).await;
+    c.read_frame(WAIT).await.unwrap();
+    // Both lines came in one write; the second is framed from the buffer without waiting.
+    let f = c.read_frame(Duration::ZERO).await.unwrap();
+    assert_eq!(f.raw, b"* 1 EXISTS\r\n");
+    assert!(matches!(
+        c.read_frame(Duration::ZERO).await,
+        Err(NetError::Timeout(..))
+    ));
+}
