@@ -10,6 +10,7 @@ pub mod frame;
 #[cfg(test)]
 mod tests;
 
+use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -88,9 +89,7 @@ impl ImapConnection {
     }
 
     fn stream(&mut self) -> Result<&mut Stream, NetError> {
-        self.stream.as_mut().ok_or_else(|| {
-            NetError::Closed(" (the connection was lost in a failed TLS handshake)".into())
-        })
+        self.stream.as_mut().ok_or_else(lost_in_handshake)
     }
 
     /// Writes all bytes and flushes.
@@ -98,9 +97,16 @@ impl ImapConnection {
         // Credentials go through here too: wire bytes are logged only at TRACE, on request.
         tracing::trace!(wire = %escape_byte_string(bytes), "C:");
         let stream = self.stream()?;
-        stream.write_all(bytes).await?;
-        stream.flush().await?;
-        Ok(())
+        let written = match stream.write_all(bytes).await {
+            Ok(()) => stream.flush().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| match e.kind() {
+            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
+                NetError::Closed(format!(" (while sending: {e})"))
+            }
+            _ => NetError::Io(e),
+        })
     }
 
     /// The next whole server message, or `NetError::Timeout` after `wait`.
@@ -119,15 +125,22 @@ impl ImapConnection {
             }
             // Split borrows: the buffer and the stream are separate fields.
             let Some(stream) = self.stream.as_mut() else {
-                return Err(NetError::Closed(
-                    " (the connection was lost in a failed TLS handshake)".into(),
-                ));
+                return Err(lost_in_handshake());
             };
             let read = tokio::time::timeout_at(deadline, stream.read(&mut self.buf)).await;
             let n = match read {
                 Err(_) => return Err(NetError::Timeout(wait, "a server response")),
                 // A TLS peer that closes without close_notify is still a close.
-                Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => 0,
+                Ok(Err(e)) if e.kind() == ErrorKind::UnexpectedEof => 0,
+                Ok(Err(e))
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
+                    ) =>
+                {
+                    let cut = self.framer.eof_description();
+                    return Err(NetError::Closed(format!(" (reset: {e}){cut}")));
+                }
                 Ok(Err(e)) => return Err(NetError::Io(e)),
                 Ok(Ok(n)) => n,
             };
@@ -168,9 +181,7 @@ impl ImapConnection {
         if self.framer.has_buffered() {
             return Err(NetError::StartTlsInjection(self.framer.buffered_len()));
         }
-        let stream = self.stream.take().ok_or_else(|| {
-            NetError::Closed(" (the connection was lost in a failed TLS handshake)".into())
-        })?;
+        let stream = self.stream.take().ok_or_else(lost_in_handshake)?;
         self.stream = Some(stream.upgrade(tls, server_name, self.tls_timeout).await?);
         Ok(())
     }
@@ -199,6 +210,10 @@ impl ImapConnection {
         }
         Ok(())
     }
+}
+
+fn lost_in_handshake() -> NetError {
+    NetError::Closed(" (the connection was lost in a failed TLS handshake)".into())
 }
 
 impl From<FrameError> for NetError {

@@ -409,3 +409,26 @@ async fn zero_wait_takes_what_has_arrived() {
         Err(NetError::Timeout(..))
     ));
 }
+
+#[tokio::test]
+async fn send_after_the_server_left_is_closed() {
+    let server = TestServer::plain(|tcp: TcpStream, _| async move {
+        // Reset instead of FIN: linger 0 makes the close abortive.
+        let _ = tcp.set_zero_linger();
+        drop(tcp);
+    })
+    .await;
+    let mut c = plain_client(&server).await;
+    let e = c.read_frame(WAIT).await.unwrap_err();
+    assert!(matches!(e, NetError::Closed(_)), "{e}");
+    // The first write may still be accepted by the kernel; a later one fails.
+    let mut result = Ok(());
+    for _ in 0..10 {
+        result = c.send(b"A1 NOOP\r\n").await;
+        if result.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(result, Err(NetError::Closed(_))), "{result:?}");
+}
