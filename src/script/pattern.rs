@@ -27,10 +27,7 @@ pub struct Bindings(pub BTreeMap<String, Value>);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PatternKind {
     /// `A1 OK ...`; `statuses` upper-case, more than one for `OK|NO`.
-    Tagged {
-        tag: String,
-        statuses: Vec<String>,
-    },
+    Tagged { tag: String, statuses: Vec<String> },
     Untagged,
     Continuation,
 }
