@@ -27,6 +27,7 @@ fn target(addr: std::net::SocketAddr) -> Target {
             Account { name: "bob".into(), login: "bob".into(), password: "bobpw".into() },
         ],
         tls: TlsOptions::default(),
+        domain: None,
         timeouts: Timeouts {
             connect: Duration::from_secs(5),
             tls: Duration::from_secs(5),

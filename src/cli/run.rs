@@ -80,39 +80,30 @@ fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
     }
     if !args.targets.is_empty() {
         // Several --target flags are the endpoints (one per protocol) of one server.
-        let mut name = None;
-        let mut endpoints = Vec::new();
-        let mut accounts: Vec<Account> = Vec::new();
+        let mut combined: Option<Target> = None;
         for spec in &args.targets {
             let parsed = crate::target::parse_target(spec)?;
-            if name.is_none() {
-                name = parsed.name.clone();
-            }
-            endpoints.push(parsed.endpoint.clone());
-            if let Some(a) = parsed.account
-                && !accounts.iter().any(|b| b.name == a.name)
-            {
-                accounts.push(a);
+            match &mut combined {
+                None => combined = Some(parsed),
+                Some(t) => {
+                    t.endpoints.extend(parsed.endpoints);
+                    for a in parsed.accounts {
+                        if t.account(Some(&a.name)).is_none() {
+                            t.add_account(a);
+                        }
+                    }
+                }
             }
         }
-        let name = name.unwrap_or_else(|| {
-            let e = &endpoints[0];
-            format!("{}_{}", e.host, e.port)
-        });
-        targets.push(Target {
-            name,
-            endpoints,
-            accounts,
-            tls: tls.clone(),
-            timeouts,
-        });
+        if let Some(mut t) = combined {
+            t.tls = tls.clone();
+            t.timeouts = timeouts;
+            targets.push(t);
+        }
     }
     for t in &mut targets {
         for spec in &args.accounts {
-            let a = crate::target::parse_account(spec)?;
-            if !t.accounts.iter().any(|b| b.name == a.name) {
-                t.accounts.push(a);
-            }
+            t.add_account(crate::target::parse_account(spec)?);
         }
         if t.tls.insecure {
             eprintln!(
@@ -129,6 +120,7 @@ async fn reference_target(
     args: &TargetArgs,
 ) -> Result<(Target, reference_server::Running), CliError> {
     let config = reference_server::Config::default();
+    let domain = config.domain.clone();
     let accounts = config
         .accounts
         .iter()
@@ -158,6 +150,7 @@ async fn reference_target(
             extra_roots: vec![running.certificate.clone()],
             insecure: false,
         },
+        domain: Some(domain),
         timeouts: Timeouts {
             connect: secs(args.connect_timeout, "connect-timeout")?,
             tls: secs(args.tls_timeout, "tls-timeout")?,

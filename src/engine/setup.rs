@@ -68,7 +68,7 @@ pub async fn open(
 ) -> Result<Session, SetupError> {
     let t = run.target.timeouts;
     let stream = crate::net::connect(endpoint, &run.tls, &t).await?;
-    let conn = ImapConnection::new(stream, MAX_SERVER_MESSAGE);
+    let conn = ImapConnection::new(stream, MAX_SERVER_MESSAGE).with_tls_timeout(t.tls);
     let mut s = Session::new(name, conn, &endpoint.host, run.tls.clone());
     sink.checks.session_opened(name, &account.name);
     let script_sees_greeting = state == InitialState::NotAuthenticated;
