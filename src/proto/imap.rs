@@ -49,7 +49,11 @@ impl ImapConnection {
         todo!()
     }
     /// Upgrade after a successful STARTTLS (RFC 3501 6.2.1); buffered bytes are an error.
-    pub async fn starttls(&mut self, _tls: &crate::net::TlsClient, _server_name: &str) -> Result<(), NetError> {
+    pub async fn starttls(
+        &mut self,
+        _tls: &crate::net::TlsClient,
+        _server_name: &str,
+    ) -> Result<(), NetError> {
         todo!()
     }
 }
