@@ -407,14 +407,13 @@ impl<'a> Lexer<'a> {
                 body: Body::Status { statuses, code },
             });
         }
-        if tag != "*" {
-            if self.pattern {
-                return self.err(
-                    word_start,
-                    "a tagged line needs a status: OK, NO or BAD (or `OK|NO`)",
-                );
-            }
-            // A tagged line that is not a status (a server bug): keep its items as data.
+        // A tagged line that is not a status is a server bug; the server's items are kept as
+        // data, but a pattern must say which status it expects.
+        if tag != "*" && self.pattern {
+            return self.err(
+                word_start,
+                "a tagged line needs a status: OK, NO or BAD (or `OK|NO`)",
+            );
         }
         self.pos = save;
         let items = self.items_until(None)?;
@@ -510,10 +509,10 @@ impl<'a> Lexer<'a> {
                 if text.eq_ignore_ascii_case("NIL") {
                     return Ok(Item::Nil);
                 }
-                if text.bytes().all(|b| b.is_ascii_digit()) {
-                    if let Ok(n) = text.parse::<u64>() {
-                        return Ok(Item::Number(n));
-                    }
+                if text.bytes().all(|b| b.is_ascii_digit())
+                    && let Ok(n) = text.parse::<u64>()
+                {
+                    return Ok(Item::Number(n));
                 }
                 Ok(Item::Atom(text))
             }
@@ -641,6 +640,24 @@ impl Pattern {
                 column: lexer.pos + 1,
                 message: "text after the end of the message".to_owned(),
             });
+        }
+        if let Body::Data(items) = &message.body {
+            for (i, item) in items.iter().enumerate() {
+                if let (Item::List(list), Shape::Pairs(name)) =
+                    (item, Matcher::list_shape(Shape::Line, items, i))
+                {
+                    let n = list.iter().filter(|x| **x != Item::Rest).count();
+                    if !n.is_multiple_of(2) {
+                        return Err(PatternError {
+                            column: 1,
+                            message: format!(
+                                "{name} attributes must be name/value pairs: ({})",
+                                Joined(list)
+                            ),
+                        });
+                    }
+                }
+            }
         }
         let kind = match (&message.tag[..], &message.body) {
             ("+", _) => PatternKind::Continuation,
@@ -1037,13 +1054,13 @@ impl Matcher<'_> {
     fn pairs(&mut self, want: &[Item], got: &[Item], name: &str) -> Result<(), Mismatch> {
         let open = want.last() == Some(&Item::Rest);
         let want = if open { &want[..want.len() - 1] } else { want };
-        if want.len() % 2 != 0 {
+        if !want.len().is_multiple_of(2) {
             return Err(Mismatch(format!(
                 "{name} attributes in the pattern are not name/value pairs: ({})",
                 Joined(want)
             )));
         }
-        if got.len() % 2 != 0 {
+        if !got.len().is_multiple_of(2) {
             return Err(Mismatch(format!(
                 "{name} attributes from the server are not name/value pairs: ({})",
                 Joined(got)
@@ -1525,6 +1542,11 @@ mod tests {
         assert_eq!(e.column, 8);
         let e = perr("* LIST )");
         assert_eq!(e.message, "unexpected `)`");
+        let e = perr("* 1 FETCH (UID 1 FLAGS ...)");
+        assert_eq!(
+            e.message,
+            "FETCH attributes must be name/value pairs: (UID 1 FLAGS ...)"
+        );
         let e = perr("{x} OK");
         assert!(e.message.contains("tag"));
     }
