@@ -55,6 +55,7 @@ pub struct SeedMessage {
     /// Flags given to APPEND, e.g. `\Seen`.
     pub flags: Vec<String>,
     /// The RFC 5322 message, CRLF line endings.
+    #[serde(serialize_with = "bytes")]
     pub message: Vec<u8>,
 }
 
@@ -114,6 +115,7 @@ pub struct Segment {
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Literal {
     /// The literal's bytes (no variable substitution inside literals).
+    #[serde(serialize_with = "bytes")]
     pub data: Vec<u8>,
     /// `{N+}` (LITERAL+, RFC 7888): sent without waiting for `+`.
     pub non_sync: bool,
@@ -145,4 +147,152 @@ pub struct ExpectLine {
     pub source: String,
     #[serde(skip)]
     pub pattern: Pattern,
+}
+
+/// Serialises bytes as a byte string (RON `b"..."`) rather than a list of numbers.
+fn bytes<S: serde::Serializer>(data: &[u8], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_bytes(data)
+}
+
+/// A template variable with no value at render time.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("variable `{{{0}}}` has no value")]
+pub struct TemplateError(pub String);
+
+/// A `{` in a client line that looks like a variable but is not a valid one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("column {column}: {message}")]
+pub struct TemplateParseError {
+    /// 1-based column (in bytes) within the parsed text.
+    pub column: usize,
+    pub message: String,
+}
+
+impl Template {
+    /// Splits client-line text into text and `{name}` references.
+    ///
+    /// `{` followed by digits (a literal announcement such as `{310}` or `{5+}`) and any `{`
+    /// that does not start `{name}` stay text. `{name:type}` and `{_}` are for `S` lines only
+    /// and are errors here.
+    pub fn parse(text: &str) -> Result<Template, TemplateParseError> {
+        let mut parts = Vec::new();
+        let mut plain = String::new();
+        let mut rest = text;
+        let mut offset = 0;
+        while let Some(open) = rest.find('{') {
+            plain.push_str(&rest[..open]);
+            let after = &rest[open + 1..];
+            let close = after.find('}');
+            let inner = close.map(|c| &after[..c]);
+            match inner {
+                Some(name) if super::pattern::is_var_name(name) && name != "_" => {
+                    if !plain.is_empty() {
+                        parts.push(TemplatePart::Text(std::mem::take(&mut plain)));
+                    }
+                    parts.push(TemplatePart::Var(name.to_owned()));
+                    let used = open + 1 + name.len() + 1;
+                    rest = &rest[used..];
+                    offset += used;
+                    continue;
+                }
+                Some(inner) if inner == "_" || inner.contains(':') => {
+                    let head = inner.split(':').next().unwrap_or_default();
+                    if head == "_" || super::pattern::is_var_name(head) {
+                        return Err(TemplateParseError {
+                            column: offset + open + 1,
+                            message: format!(
+                                "`{{{inner}}}` is a capture; captures belong in S lines, C lines use `{{name}}`"
+                            ),
+                        });
+                    }
+                }
+                _ => {}
+            }
+            plain.push('{');
+            rest = after;
+            offset += open + 1;
+        }
+        plain.push_str(rest);
+        if !plain.is_empty() {
+            parts.push(TemplatePart::Text(plain));
+        }
+        Ok(Template(parts))
+    }
+
+    /// The text with every variable replaced by its value
+    /// ([`super::pattern::Value::to_template_text`]).
+    pub fn render(&self, vars: &super::pattern::Bindings) -> Result<String, TemplateError> {
+        let mut out = String::new();
+        for part in &self.0 {
+            match part {
+                TemplatePart::Text(t) => out.push_str(t),
+                TemplatePart::Var(name) => match vars.get(name) {
+                    Some(v) => out.push_str(&v.to_template_text()),
+                    None => return Err(TemplateError(name.clone())),
+                },
+            }
+        }
+        Ok(out)
+    }
+
+    /// Names of the variables the template uses, in order.
+    pub fn vars(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().filter_map(|p| match p {
+            TemplatePart::Var(v) => Some(v.as_str()),
+            TemplatePart::Text(_) => None,
+        })
+    }
+}
+
+impl std::fmt::Display for Template {
+    /// The source form, with `{name}` references.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for part in &self.0 {
+            match part {
+                TemplatePart::Text(t) => f.write_str(t)?,
+                TemplatePart::Var(v) => write!(f, "{{{v}}}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::pattern::{Bindings, Value};
+    use super::*;
+
+    #[test]
+    fn template_parse_and_render() {
+        let t = Template::parse("a1 APPEND {mailbox} (\\Seen) {310}").unwrap();
+        assert_eq!(
+            t.0,
+            vec![
+                TemplatePart::Text("a1 APPEND ".into()),
+                TemplatePart::Var("mailbox".into()),
+                TemplatePart::Text(" (\\Seen) {310}".into()),
+            ]
+        );
+        assert_eq!(t.vars().collect::<Vec<_>>(), vec!["mailbox"]);
+        let mut vars = Bindings::default();
+        assert_eq!(t.render(&vars), Err(TemplateError("mailbox".into())));
+        vars.insert("mailbox", Value::String(b"INBOX.mt 1".to_vec()));
+        assert_eq!(
+            t.render(&vars).unwrap(),
+            "a1 APPEND \"INBOX.mt 1\" (\\Seen) {310}"
+        );
+        assert_eq!(t.to_string(), "a1 APPEND {mailbox} (\\Seen) {310}");
+        // Not variables: literal announcements, stray braces.
+        let t = Template::parse("x SEARCH SUBJECT \"{ }\" {5+}").unwrap();
+        assert_eq!(t.vars().count(), 0);
+        assert_eq!(t.render(&vars).unwrap(), "x SEARCH SUBJECT \"{ }\" {5+}");
+    }
+
+    #[test]
+    fn template_rejects_captures() {
+        let e = Template::parse("a1 FETCH {n:number} FLAGS").unwrap_err();
+        assert_eq!(e.column, 10);
+        let e = Template::parse("a1 FETCH {_}").unwrap_err();
+        assert_eq!(e.column, 10);
+    }
 }
