@@ -1,6 +1,8 @@
 //! Outcomes and their renderers. Renderers never decide pass or fail: the engine does.
 //! CONTRACT: the types below; the report helper adds human.rs, json.rs, junit.rs, snapshot.rs.
 
+pub mod normalize;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -14,11 +16,17 @@ pub enum Status {
     Pass,
     Fail,
     /// Not run: a required capability or account is missing.
-    Skip { reason: String },
+    Skip {
+        reason: String,
+    },
     /// Failed, and the scenario lists this target as an expected failure.
-    ExpectedFailure { reason: String },
+    ExpectedFailure {
+        reason: String,
+    },
     /// Listed as an expected failure but passed: counts as a failure.
-    UnexpectedPass { reason: String },
+    UnexpectedPass {
+        reason: String,
+    },
 }
 
 impl Status {
@@ -42,9 +50,17 @@ pub enum Problem {
         message: String,
     },
     /// The server did not answer within the step timeout.
-    Timeout { loc: Option<Loc>, session: String, message: String },
+    Timeout {
+        loc: Option<Loc>,
+        session: String,
+        message: String,
+    },
     /// Connection, TLS, setup or other error.
-    Error { loc: Option<Loc>, session: Option<String>, message: String },
+    Error {
+        loc: Option<Loc>,
+        session: Option<String>,
+        message: String,
+    },
     /// The transcript differs from the stored snapshot.
     SnapshotChanged { path: PathBuf, diff: String },
     /// No stored snapshot, and new ones may not be written (CI).
@@ -103,7 +119,10 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(outcomes: &[ScenarioOutcome]) -> Summary {
-        let mut s = Summary { total: outcomes.len(), ..Summary::default() };
+        let mut s = Summary {
+            total: outcomes.len(),
+            ..Summary::default()
+        };
         for o in outcomes {
             match o.status {
                 Status::Pass => s.passed += 1,
