@@ -2,6 +2,7 @@
 //! CONTRACT: the types below; the report helper adds human.rs, json.rs, junit.rs, snapshot.rs.
 
 pub mod normalize;
+pub mod snapshot;
 
 use std::path::PathBuf;
 use std::time::Duration;
