@@ -3,6 +3,7 @@
 
 pub mod normalize;
 pub mod snapshot;
+pub mod human;
 
 use std::path::PathBuf;
 use std::time::Duration;
