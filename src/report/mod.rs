@@ -4,6 +4,7 @@
 pub mod normalize;
 pub mod snapshot;
 pub mod human;
+pub mod json;
 
 use std::path::PathBuf;
 use std::time::Duration;
