@@ -5,6 +5,7 @@ pub mod normalize;
 pub mod snapshot;
 pub mod human;
 pub mod json;
+pub mod junit;
 
 use std::path::PathBuf;
 use std::time::Duration;
