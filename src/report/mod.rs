@@ -1,6 +1,12 @@
 //! Outcomes and their renderers. Renderers never decide pass or fail: the engine does.
 //! CONTRACT: the types below; the report helper adds human.rs, json.rs, junit.rs, snapshot.rs.
 
+pub mod normalize;
+pub mod snapshot;
+pub mod human;
+pub mod json;
+pub mod junit;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
