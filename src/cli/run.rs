@@ -9,6 +9,10 @@ use tokio::task::JoinSet;
 
 use crate::engine::{RawOutcome, RunOptions, TargetRun};
 use crate::exit;
+use crate::report::human::{HumanOptions, HumanReporter};
+use crate::report::json::{self, RunInfo};
+use crate::report::junit;
+use crate::report::snapshot::{self, SnapshotKey, SnapshotPolicy};
 use crate::report::{Problem, ScenarioOutcome, Status, Transcript};
 use crate::script::{Protocol, Scenario};
 use crate::target::{Account, Endpoint, Security, Target, Timeouts, TlsOptions};
@@ -204,13 +208,15 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
         }
     }
     let started = Instant::now();
-    let policy = crate::report::snapshot::SnapshotPolicy::from_env(args.accept);
+    let started_at = std::time::SystemTime::now();
+    let target_names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
+    let policy = SnapshotPolicy::from_env(args.accept);
     let mut all = Vec::new();
     for target in targets {
         let name = target.name.clone();
-        let mut reporter = crate::report::human::HumanReporter::stdout(args.quiet);
+        let mut reporter = HumanReporter::new(std::io::stdout(), HumanOptions::for_stdout());
         if args.format == Format::Human {
-            reporter.start(&name, scenarios.len() + broken.len());
+            reporter.run_started(&name, scenarios.len() + broken.len())?;
         }
         let mut outcomes: Vec<ScenarioOutcome> = broken
             .iter()
@@ -218,7 +224,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
             .collect();
         if args.format == Format::Human {
             for o in &outcomes {
-                reporter.outcome(o);
+                reporter.scenario_finished(o)?;
             }
         }
         let run = Arc::new(TargetRun::new(target, RunOptions { strict: args.strict })?);
@@ -238,15 +244,15 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
                 Ok(r) => r,
                 Err(e) => return Err(CliError::Config(format!("a scenario task failed: {e}"))),
             };
-            let outcome = finish(raw, &scenario, &policy, &run);
-            if args.format == Format::Human {
-                reporter.outcome(&outcome);
+            let outcome = finish(raw, &scenario, policy, &run);
+            if args.format == Format::Human && !(args.quiet && outcome.status == Status::Pass) {
+                reporter.scenario_finished(&outcome)?;
             }
             outcomes.push(outcome);
         }
         outcomes.sort_by(|a, b| a.id.cmp(&b.id));
         if args.format == Format::Human {
-            reporter.finish(&outcomes, started.elapsed());
+            reporter.run_finished(&outcomes, started.elapsed())?;
         }
         all.extend(outcomes);
     }
@@ -254,11 +260,12 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
         s.shutdown().await;
     }
     if args.format == Format::Json {
-        println!("{}", crate::report::json::render(&all, started.elapsed()));
+        let info = RunInfo::new(target_names, started_at, started.elapsed());
+        json::write(std::io::stdout().lock(), &info, &all)?;
     }
     if let Some(path) = &args.junit {
-        crate::report::junit::write(&all, path)
-            .map_err(|e| CliError::Config(format!("{}: {e}", path.display())))?;
+        junit::write_file(path, &all, started.elapsed())
+            .map_err(|e| CliError::Config(e.to_string()))?;
     }
     let failed = all.iter().any(|o| o.status.is_unexpected_failure());
     Ok(if failed { exit::FAILED } else { exit::SUCCESS })
@@ -268,7 +275,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
 fn finish(
     raw: RawOutcome,
     scenario: &Scenario,
-    policy: &crate::report::snapshot::SnapshotPolicy,
+    policy: SnapshotPolicy,
     run: &TargetRun,
 ) -> ScenarioOutcome {
     let RawOutcome {
@@ -280,7 +287,16 @@ fn finish(
     // already says why.
     if completed && matches!(outcome.status, Status::Pass | Status::UnexpectedPass { .. } | Status::Fail) {
         let text = crate::report::normalize::normalize(&outcome.transcript, &substitutions);
-        if let Some(problem) = crate::report::snapshot::check(&scenario.file, &run.target.name, &scenario.id, &text, policy) {
+        let key = SnapshotKey {
+            scenario_file: &scenario.file,
+            target: &run.target.name,
+            scenario_id: &scenario.id,
+        };
+        let problem = match snapshot::check(key, &text, policy) {
+            Ok(result) => result.into_problem(),
+            Err(e) => Some(e.into_problem()),
+        };
+        if let Some(problem) = problem {
             crate::engine::add_problem(
                 &mut outcome,
                 problem,

@@ -7,4 +7,3 @@ pub mod pattern;
 
 pub use ast::*;
 pub use parse::{ScriptError, load, parse_str};
-mod render_tmp;
