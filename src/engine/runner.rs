@@ -505,10 +505,11 @@ impl<'a> ScenarioRun<'a> {
         let wait = self.run.target.timeouts.read;
         let run = self.run;
         let names: Vec<String> = self.mailboxes.values().cloned().collect();
+        let separator = run.naming.get().map(|n| n.separator.clone()).unwrap_or_default();
         let (mut sink, tags) = self.sink();
         let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::Authenticated, None, &mut sink, tags).await?;
         for n in names {
-            setup::delete_tree(&mut s, &mut sink, tags, &n, wait).await?;
+            setup::delete_tree(&mut s, &mut sink, tags, &n, &separator, wait).await?;
         }
         setup::logout(&mut s, &mut sink, tags, wait).await
     }

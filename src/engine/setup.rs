@@ -240,18 +240,28 @@ pub async fn delete_tree(
     sink: &mut Sink<'_>,
     tags: &mut u32,
     name: &str,
+    separator: &str,
     wait: Duration,
 ) -> Result<(), SetupError> {
-    let tag = setup_tag(tags);
-    let (_, frames) = s.command(sink, &tag, &format!("LIST \"\" {}", quoted(&format!("{name}*"))), wait).await?;
-    let mut names: Vec<String> = frames
-        .iter()
-        .filter_map(|f| match &f.parsed {
+    // The mailbox itself, then its children; `name*` alone would also match other
+    // scenarios' mailboxes that merely start with the same characters.
+    let mut patterns = vec![name.to_string()];
+    if !separator.is_empty() {
+        patterns.push(format!("{name}{separator}*"));
+    }
+    let mut names: Vec<String> = Vec::new();
+    for pattern in patterns {
+        let tag = setup_tag(tags);
+        let (_, frames) = s
+            .command(sink, &tag, &format!("LIST \"\" {}", quoted(&pattern)), wait)
+            .await?;
+        names.extend(frames.iter().filter_map(|f| match &f.parsed {
             Parsed::Response(Response::Data(Data::List { mailbox, .. })) => Some(mailbox_name(mailbox)),
             _ => None,
-        })
-        .collect();
+        }));
+    }
     names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+    names.dedup();
     for n in names {
         let tag = setup_tag(tags);
         // A NO here (already gone, or has children on a server that refuses) is not the
