@@ -286,7 +286,10 @@ fn finish(
     // Only a run that reached its end is worth keeping or comparing; a failed one
     // already says why.
     if completed && matches!(outcome.status, Status::Pass | Status::UnexpectedPass { .. } | Status::Fail) {
-        let text = crate::report::normalize::normalize(&outcome.transcript, &substitutions);
+        let text = crate::report::normalize::normalize(
+            &crate::engine::snapshot_view(&outcome.transcript),
+            &substitutions,
+        );
         let key = SnapshotKey {
             scenario_file: &scenario.file,
             target: &run.target.name,

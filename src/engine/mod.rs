@@ -129,6 +129,20 @@ pub fn verdict(
     }
 }
 
+/// The part of a transcript kept as a snapshot: the script's sessions (their own login and
+/// SELECT included), not the harness's fixture connection, whose traffic says nothing
+/// about the scenario and would make every snapshot change with any fixture detail.
+pub fn snapshot_view(transcript: &crate::report::Transcript) -> crate::report::Transcript {
+    crate::report::Transcript {
+        entries: transcript
+            .entries
+            .iter()
+            .filter(|e| e.session != runner::SETUP_SESSION)
+            .cloned()
+            .collect(),
+    }
+}
+
 /// Re-decide an outcome's status after the snapshot comparison added a problem.
 pub fn add_problem(outcome: &mut ScenarioOutcome, problem: Problem, strict: bool, expected: Option<&String>) {
     outcome.problems.push(problem);

@@ -19,7 +19,7 @@ use super::setup::{self, Naming, SetupError};
 use super::TargetRun;
 
 /// Name of the harness's own connection for fixtures; not a valid script session name.
-const SETUP_SESSION: &str = "~setup";
+pub(crate) const SETUP_SESSION: &str = "~setup";
 
 pub struct ScenarioRun<'a> {
     run: &'a TargetRun,
