@@ -151,21 +151,18 @@ pub fn add_problem(outcome: &mut ScenarioOutcome, problem: Problem, strict: bool
     }
 }
 
-/// Short, unique enough across concurrent runs on one server: time and pid mixed.
+/// Unique across runs, also concurrent ones on one server: the time and pid, hashed with
+/// the standard library's per-process random keys.
 fn run_id() -> String {
+    use std::hash::BuildHasher;
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let mixed = (nanos as u64) ^ ((std::process::id() as u64) << 40);
-    format!("{:08x}", mixed & 0xffff_ffff)
+    let mixed = std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()));
+    format!("{:010x}", mixed & 0xff_ffff_ffff)
 }
 
-/// Tag counter for the harness's own commands.
-pub(crate) fn setup_tag(n: &mut u32) -> String {
-    *n += 1;
-    format!("mt{n}")
-}
 
 
 #[cfg(test)]

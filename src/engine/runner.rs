@@ -34,7 +34,6 @@ pub struct ScenarioRun<'a> {
     mailboxes: BTreeMap<String, String>,
     /// The account that owns the fresh mailboxes.
     owner: Option<Account>,
-    tags: u32,
     completed: bool,
 }
 
@@ -53,7 +52,6 @@ impl<'a> ScenarioRun<'a> {
             vars: Bindings::default(),
             mailboxes: BTreeMap::new(),
             owner: None,
-            tags: 0,
             completed: false,
         }
     }
@@ -138,15 +136,12 @@ impl<'a> ScenarioRun<'a> {
         None
     }
 
-    fn sink(&mut self) -> (Sink<'_>, &mut u32) {
-        (
-            Sink {
-                transcript: &mut self.transcript,
-                checks: &mut self.checks,
-                violations: &mut self.violations,
-            },
-            &mut self.tags,
-        )
+    fn sink(&mut self) -> Sink<'_> {
+        Sink {
+            transcript: &mut self.transcript,
+            checks: &mut self.checks,
+            violations: &mut self.violations,
+        }
     }
 
     /// Capabilities, naming, fresh mailboxes and seed messages. `Ok(Some)` = skip.
@@ -154,47 +149,47 @@ impl<'a> ScenarioRun<'a> {
         let wait = self.run.target.timeouts.read;
         let run = self.run;
         let scenario = self.scenario;
-        let (mut sink, tags) = self.sink();
-        let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::NotAuthenticated, None, &mut sink, tags).await?;
+        let mut sink = self.sink();
+        let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::NotAuthenticated, None, &mut sink).await?;
         // Capabilities before login matter too (STARTTLS, AUTH=...); after login, the rest.
-        let mut caps = setup::capabilities(&mut s, &mut sink, tags, wait).await?;
+        let mut caps = setup::capabilities(&mut s, &mut sink, wait).await?;
         s.pending.clear();
-        let tag = super::setup_tag(tags);
+        let tag = s.next_tag();
         let text = format!("LOGIN {} {}", setup::quoted(&owner.login), setup::quoted(&owner.password));
         let (status, frames) = s.command(&mut sink, &tag, &text, wait).await?;
         if status != super::session::Completion::Ok {
             let last = frames.last().map(|f| lossy(&f.raw)).unwrap_or_default();
             return Err(SetupError::Refused(format!("LOGIN as {} failed: {last}", owner.login)));
         }
-        caps.extend(setup::capabilities(&mut s, &mut sink, tags, wait).await?);
+        caps.extend(setup::capabilities(&mut s, &mut sink, wait).await?);
         let missing: Vec<&String> = scenario
             .requires
             .iter()
             .filter(|r| !caps.iter().any(|c| c.eq_ignore_ascii_case(r)))
             .collect();
         if !missing.is_empty() {
-            setup::logout(&mut s, &mut sink, tags, wait).await?;
+            setup::logout(&mut s, &mut sink, wait).await?;
             let list: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
             return Ok(Some(format!("the server does not announce {}", list.join(", "))));
         }
         let naming = run
             .naming
-            .get_or_try_init(|| async { setup::discover(&mut s, &mut sink, tags, &caps, wait).await })
+            .get_or_try_init(|| async { setup::discover(&mut s, &mut sink, &caps, wait).await })
             .await?
             .clone();
         let mut mailboxes = BTreeMap::new();
         for var in &scenario.mailboxes {
             let name = run.fresh_name(&naming);
-            setup::create(&mut s, &mut sink, tags, &name, wait).await?;
+            setup::create(&mut s, &mut sink, &name, wait).await?;
             mailboxes.insert(var.clone(), name);
         }
         for seed in &scenario.seed {
             let Some(name) = mailboxes.get(&seed.mailbox) else {
                 continue;
             };
-            setup::append(&mut s, &mut sink, tags, name, seed, wait).await?;
+            setup::append(&mut s, &mut sink, name, seed, wait).await?;
         }
-        setup::logout(&mut s, &mut sink, tags, wait).await?;
+        setup::logout(&mut s, &mut sink, wait).await?;
         self.bind_predefined(&naming, mailboxes);
         Ok(None)
     }
@@ -256,8 +251,8 @@ impl<'a> ScenarioRun<'a> {
                 })?;
             let select = self.mailboxes.get("mailbox").cloned();
             let run = self.run;
-            let (mut sink, tags) = self.sink();
-            let s = setup::open(run, endpoint, name, &account, state, select.as_deref(), &mut sink, tags)
+            let mut sink = self.sink();
+            let s = setup::open(run, endpoint, name, &account, state, select.as_deref(), &mut sink)
                 .await
                 .map_err(|e| Problem::Error {
                     loc: Some(loc.clone()),
@@ -494,7 +489,7 @@ impl<'a> ScenarioRun<'a> {
             };
             // Errors here (e.g. a server that already dropped us) are not the scenario's
             // verdict; violations from the exchange are still recorded.
-            let _ = setup::logout(s, &mut sink, &mut self.tags, wait).await;
+            let _ = setup::logout(s, &mut sink, wait).await;
         }
     }
 
@@ -506,12 +501,12 @@ impl<'a> ScenarioRun<'a> {
         let run = self.run;
         let names: Vec<String> = self.mailboxes.values().cloned().collect();
         let separator = run.naming.get().map(|n| n.separator.clone()).unwrap_or_default();
-        let (mut sink, tags) = self.sink();
-        let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::Authenticated, None, &mut sink, tags).await?;
+        let mut sink = self.sink();
+        let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::Authenticated, None, &mut sink).await?;
         for n in names {
-            setup::delete_tree(&mut s, &mut sink, tags, &n, &separator, wait).await?;
+            setup::delete_tree(&mut s, &mut sink, &n, &separator, wait).await?;
         }
-        setup::logout(&mut s, &mut sink, tags, wait).await
+        setup::logout(&mut s, &mut sink, wait).await
     }
 }
 

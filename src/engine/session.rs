@@ -116,6 +116,9 @@ pub struct Session {
     pub tls: TlsClient,
     /// Capabilities last seen (upper-case), for LITERAL+ fallback.
     pub capabilities: BTreeSet<String>,
+    /// Counter for the harness's own tags (`mt1`, `mt2`, ...), per session so that
+    /// snapshots do not depend on what other connections did.
+    tag_counter: u32,
 }
 
 impl Session {
@@ -136,6 +139,7 @@ impl Session {
             server_name: server_name.to_string(),
             tls,
             capabilities: BTreeSet::new(),
+            tag_counter: 0,
         }
     }
 
@@ -306,6 +310,12 @@ impl Session {
             }
             self.read_one(sink, false, deadline, loc).await?;
         }
+    }
+
+    /// A fresh tag for a harness command.
+    pub fn next_tag(&mut self) -> String {
+        self.tag_counter += 1;
+        format!("mt{}", self.tag_counter)
     }
 
     /// Whether the server announced LITERAL+ (RFC 7888), so `{N+}` may be sent as is.

@@ -12,7 +12,7 @@ use crate::script::{InitialState, SeedMessage};
 use crate::target::{Account, Endpoint, Security};
 
 use super::session::{Completion, Session, Sink};
-use super::{MAX_SERVER_MESSAGE, TargetRun, setup_tag};
+use super::{MAX_SERVER_MESSAGE, TargetRun};
 
 /// How the server names mailboxes: discovered once per target (RFC 3501 6.3.8, RFC 2342).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +64,6 @@ pub async fn open(
     state: InitialState,
     select: Option<&str>,
     sink: &mut Sink<'_>,
-    tags: &mut u32,
 ) -> Result<Session, SetupError> {
     let t = run.target.timeouts;
     let stream = crate::net::connect(endpoint, &run.tls, &t).await?;
@@ -82,7 +81,7 @@ pub async fn open(
         )));
     }
     if endpoint.security == Security::StartTls {
-        let tag = setup_tag(tags);
+        let tag = s.next_tag();
         s.starttls_tag = Some(tag.clone());
         let (status, frames) = s.command(sink, &tag, "STARTTLS", t.read).await?;
         if status != Completion::Ok {
@@ -93,10 +92,10 @@ pub async fn open(
         s.pending.extend(greeting);
         return Ok(s);
     }
-    login(&mut s, account, sink, tags, t.read).await?;
+    login(&mut s, account, sink, t.read).await?;
     if state == InitialState::Selected {
         let mailbox = select.unwrap_or("INBOX");
-        let tag = setup_tag(tags);
+        let tag = s.next_tag();
         let (status, frames) = s.command(sink, &tag, &format!("SELECT {}", quoted(mailbox)), t.read).await?;
         if status != Completion::Ok {
             return Err(SetupError::Refused(format!("SELECT failed: {}", status_text(&frames))));
@@ -109,10 +108,9 @@ async fn login(
     s: &mut Session,
     account: &Account,
     sink: &mut Sink<'_>,
-    tags: &mut u32,
     wait: Duration,
 ) -> Result<(), SetupError> {
-    let tag = setup_tag(tags);
+    let tag = s.next_tag();
     let text = format!("LOGIN {} {}", quoted(&account.login), quoted(&account.password));
     let (status, frames) = s.command(sink, &tag, &text, wait).await?;
     if status != Completion::Ok {
@@ -129,10 +127,9 @@ async fn login(
 pub async fn capabilities(
     s: &mut Session,
     sink: &mut Sink<'_>,
-    tags: &mut u32,
     wait: Duration,
 ) -> Result<Vec<String>, SetupError> {
-    let tag = setup_tag(tags);
+    let tag = s.next_tag();
     let (_, frames) = s.command(sink, &tag, "CAPABILITY", wait).await?;
     let mut caps = Vec::new();
     for f in &frames {
@@ -147,7 +144,6 @@ pub async fn capabilities(
 pub async fn discover(
     s: &mut Session,
     sink: &mut Sink<'_>,
-    tags: &mut u32,
     caps: &[String],
     wait: Duration,
 ) -> Result<Naming, SetupError> {
@@ -155,7 +151,7 @@ pub async fn discover(
         prefix: String::new(),
         separator: String::new(),
     };
-    let tag = setup_tag(tags);
+    let tag = s.next_tag();
     let (_, frames) = s.command(sink, &tag, "LIST \"\" \"\"", wait).await?;
     for f in &frames {
         if let Parsed::Response(Response::Data(Data::List { delimiter, .. })) = &f.parsed {
@@ -163,7 +159,7 @@ pub async fn discover(
         }
     }
     if caps.iter().any(|c| c == "NAMESPACE") {
-        let tag = setup_tag(tags);
+        let tag = s.next_tag();
         let (_, frames) = s.command(sink, &tag, "NAMESPACE", wait).await?;
         for f in &frames {
             if let Parsed::Response(Response::Data(Data::Namespace { personal, .. })) = &f.parsed
@@ -183,11 +179,10 @@ pub async fn discover(
 pub async fn create(
     s: &mut Session,
     sink: &mut Sink<'_>,
-    tags: &mut u32,
     name: &str,
     wait: Duration,
 ) -> Result<(), SetupError> {
-    let tag = setup_tag(tags);
+    let tag = s.next_tag();
     let (status, frames) = s.command(sink, &tag, &format!("CREATE {}", quoted(name)), wait).await?;
     if status != Completion::Ok {
         return Err(SetupError::Refused(format!("CREATE {name} failed: {}", status_text(&frames))));
@@ -199,12 +194,11 @@ pub async fn create(
 pub async fn append(
     s: &mut Session,
     sink: &mut Sink<'_>,
-    tags: &mut u32,
     mailbox: &str,
     seed: &SeedMessage,
     wait: Duration,
 ) -> Result<(), SetupError> {
-    let tag = setup_tag(tags);
+    let tag = s.next_tag();
     let plus = s.has_literal_plus();
     let flags = seed.flags.join(" ");
     let head = format!(
@@ -238,7 +232,6 @@ pub async fn append(
 pub async fn delete_tree(
     s: &mut Session,
     sink: &mut Sink<'_>,
-    tags: &mut u32,
     name: &str,
     separator: &str,
     wait: Duration,
@@ -251,7 +244,7 @@ pub async fn delete_tree(
     }
     let mut names: Vec<String> = Vec::new();
     for pattern in patterns {
-        let tag = setup_tag(tags);
+        let tag = s.next_tag();
         let (_, frames) = s
             .command(sink, &tag, &format!("LIST \"\" {}", quoted(&pattern)), wait)
             .await?;
@@ -263,7 +256,7 @@ pub async fn delete_tree(
     names.sort_by_key(|n| std::cmp::Reverse(n.len()));
     names.dedup();
     for n in names {
-        let tag = setup_tag(tags);
+        let tag = s.next_tag();
         // A NO here (already gone, or has children on a server that refuses) is not the
         // scenario's business; the names are unique to this run.
         s.command(sink, &tag, &format!("DELETE {}", quoted(&n)), wait).await?;
@@ -279,8 +272,8 @@ fn mailbox_name(m: &imap_types::mailbox::Mailbox<'_>) -> String {
 }
 
 /// LOGOUT (RFC 3501 6.1.3) and close.
-pub async fn logout(s: &mut Session, sink: &mut Sink<'_>, tags: &mut u32, wait: Duration) -> Result<(), SetupError> {
-    let tag = setup_tag(tags);
+pub async fn logout(s: &mut Session, sink: &mut Sink<'_>, wait: Duration) -> Result<(), SetupError> {
+    let tag = s.next_tag();
     s.logout_tag = Some(tag.clone());
     match s.command(sink, &tag, "LOGOUT", wait).await {
         Ok(_) | Err(NetError::Closed(_)) => {}
