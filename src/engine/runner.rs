@@ -21,6 +21,9 @@ use super::TargetRun;
 /// Name of the harness's own connection for fixtures; not a valid script session name.
 pub(crate) const SETUP_SESSION: &str = "~setup";
 
+/// How often a fixture CREATE is retried under a new name after a spurious ALREADYEXISTS.
+const CREATE_ATTEMPTS: u32 = 3;
+
 pub struct ScenarioRun<'a> {
     run: &'a TargetRun,
     scenario: &'a Scenario,
@@ -179,8 +182,22 @@ impl<'a> ScenarioRun<'a> {
             .clone();
         let mut mailboxes = BTreeMap::new();
         for var in &scenario.mailboxes {
-            let name = run.fresh_name(&naming);
-            setup::create(&mut s, &mut sink, &name, wait).await?;
+            let mut attempt = 1;
+            let name = loop {
+                let name = run.fresh_name(&naming);
+                match setup::create(&mut s, &mut sink, &name, wait).await {
+                    Ok(()) => break name,
+                    // Dovecot 2.3 (Maildir++) now and then answers NO [ALREADYEXISTS] for a
+                    // name nobody used while other sessions of the same user CREATE and
+                    // DELETE at the same time. The fixture only needs some unique name.
+                    Err(SetupError::Refused(why))
+                        if why.contains("ALREADYEXISTS") && attempt < CREATE_ATTEMPTS =>
+                    {
+                        attempt += 1;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             mailboxes.insert(var.clone(), name);
         }
         for seed in &scenario.seed {
