@@ -1,0 +1,118 @@
+//! Wire-level checks on each server message: CRLF line endings, formal syntax (what imap-codec
+//! cannot parse), response-code syntax, out-of-range UIDVALIDITY/UIDNEXT, and the greeting.
+
+use super::client::first_line;
+use super::rules;
+use crate::checks::Violation;
+use crate::proto::imap::{LineEnding, Parsed, ServerFrame};
+
+/// Untagged responses of standard extensions that imap-codec does not parse: legal, not flagged.
+const UNPARSED_EXTENSIONS: &[&str] = &[
+    "ESEARCH",
+    "ACL",
+    "LISTRIGHTS",
+    "MYRIGHTS",
+    "METADATA",
+    "ANNOTATION",
+    "LANGUAGE",
+    "COMPARATOR",
+    "CONVERTED",
+    "GENURLAUTH",
+    "URLFETCH",
+    "URLMECH",
+    "XLIST",
+    "NOTIFY",
+];
+
+/// The first tokens of an unparsed message: (tag or `*`/`+`, the word after it, rest of line).
+pub fn tokens(raw: &[u8]) -> (String, String, &[u8]) {
+    let line = first_line(raw);
+    let mut parts = line.splitn(3, |b| *b == b' ');
+    let t0 = String::from_utf8_lossy(parts.next().unwrap_or_default()).into_owned();
+    let t1 = String::from_utf8_lossy(parts.next().unwrap_or_default()).to_ascii_uppercase();
+    (t0, t1, parts.next().unwrap_or_default())
+}
+
+/// A UIDVALIDITY or UIDNEXT value outside 1..=2^32-1 anywhere in the first line.
+fn bad_number(line: &[u8]) -> Option<(String, String)> {
+    let upper = line.to_ascii_uppercase();
+    for word in ["UIDVALIDITY ", "UIDNEXT "] {
+        let mut from = 0;
+        while let Some(pos) = upper[from..]
+            .windows(word.len())
+            .position(|w| w == word.as_bytes())
+        {
+            let start = from + pos + word.len();
+            let digits: Vec<u8> = upper[start..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .copied()
+                .collect();
+            from = start;
+            if digits.is_empty() {
+                continue;
+            }
+            let text = String::from_utf8_lossy(&digits).into_owned();
+            let in_range = text
+                .parse::<u64>()
+                .is_ok_and(|n| n >= 1 && n <= u64::from(u32::MAX));
+            if !in_range {
+                return Some((word.trim().to_string(), text));
+            }
+        }
+    }
+    None
+}
+
+/// Syntax checks for one frame.
+pub fn check(session: &str, frame: &ServerFrame, out: &mut Vec<Violation>) {
+    if frame.line_ending == LineEnding::Lf {
+        out.push(rules::SYNTAX_CRLF.violation(
+            session,
+            "line ends with a bare LF instead of CRLF",
+            &frame.raw,
+        ));
+    }
+    let Parsed::Unparsed(reason) = &frame.parsed else {
+        return;
+    };
+    let (t0, t1, rest) = tokens(&frame.raw);
+    if let Some((what, value)) = bad_number(first_line(&frame.raw)) {
+        out.push(rules::UIDVALIDITY_RANGE.violation(
+            session,
+            format!("{what} {value} is not a non-zero 32-bit number"),
+            &frame.raw,
+        ));
+        return;
+    }
+    if t0 == "*" && (UNPARSED_EXTENSIONS.contains(&t1.as_str()) || t1.starts_with('X')) {
+        return;
+    }
+    let status = matches!(t1.as_str(), "OK" | "NO" | "BAD" | "BYE" | "PREAUTH");
+    if status && rest.first() == Some(&b'[') {
+        out.push(rules::SYNTAX_RESPONSE_CODE.violation(
+            session,
+            format!("malformed response code: {reason}"),
+            &frame.raw,
+        ));
+    } else {
+        out.push(rules::SYNTAX_RESPONSE.violation(
+            session,
+            format!("response does not follow the formal syntax: {reason}"),
+            &frame.raw,
+        ));
+    }
+}
+
+/// The first message of a connection must be a greeting.
+pub fn check_greeting(session: &str, frame: &ServerFrame, out: &mut Vec<Violation>) -> bool {
+    if matches!(frame.parsed, Parsed::Greeting(_)) {
+        return true;
+    }
+    out.push(rules::GREETING.violation(
+        session,
+        "first server message is not an OK, PREAUTH or BYE greeting",
+        &frame.raw,
+    ));
+    false
+}
