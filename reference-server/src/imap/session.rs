@@ -260,7 +260,7 @@ impl Session {
             }
             let decoded = CommandCodec::default().decode(&bytes);
             match decoded {
-                Ok((rest, cmd)) if rest.is_empty() => {
+                Ok(([], cmd)) => {
                     let cmd = cmd.into_static_cmd();
                     self.command(cmd).await?;
                     if matches!(self.state, State::Logout) {
@@ -535,9 +535,7 @@ impl Session {
             return Ok(Err(Reply::bad("Authentication line too long")));
         }
         Ok(match AuthenticateDataCodec::default().decode(&bytes) {
-            Ok((rest, AuthenticateData::Continue(data))) if rest.is_empty() => {
-                Ok(data.declassify().to_vec())
-            }
+            Ok(([], AuthenticateData::Continue(data))) => Ok(data.declassify().to_vec()),
             Ok((_, AuthenticateData::Cancel)) => Err(Reply::bad("Authentication cancelled")),
             _ => Err(Reply::bad("Invalid base64 in authentication exchange")),
         })
@@ -620,7 +618,7 @@ impl Session {
                 Incoming::StoreChanged => continue,
                 Incoming::Message { bytes, .. } => {
                     return Ok(match IdleDoneCodec::default().decode(&bytes) {
-                        Ok((rest, _)) if rest.is_empty() => Reply::ok("IDLE terminated"),
+                        Ok(([], _)) => Reply::ok("IDLE terminated"),
                         _ => Reply::bad("Expected DONE"),
                     });
                 }
