@@ -1,1 +1,180 @@
-pub fn placeholder() {}
+//! mailtape's bundled reference mail server: an in-process IMAP4rev1 server (RFC 3501 plus
+//! LITERAL+, UIDPLUS, MOVE, IDLE, ENABLE, NAMESPACE, ID, UNSELECT, SASL-IR) over an in-memory
+//! store, started on loopback ports as the harness's default target and RFC yardstick.
+//!
+//! # Layout
+//! - `store`, `mailbox`: accounts -> mailboxes -> messages, shared by all protocols
+//! - `imap`: the IMAP service (listeners, sessions, commands)
+//! - `tls`: rustls configuration (ring) and the certificate
+//! - `limits`: resource limits with their named defaults
+
+mod imap;
+pub mod limits;
+mod mailbox;
+mod store;
+mod tls;
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use rustls_pki_types::CertificateDer;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+pub use limits::Limits;
+pub use tls::TlsSource;
+
+/// A mail account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    pub password: String,
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub accounts: Vec<Account>,
+    /// Domain part accepted in login names (`alice@<domain>` logs in as `alice`).
+    pub domain: String,
+    /// Plain IMAP listener (offers STARTTLS); `None` to not listen.
+    pub imap: Option<SocketAddr>,
+    /// Implicit-TLS IMAP listener; `None` to not listen.
+    pub imaps: Option<SocketAddr>,
+    pub tls: TlsSource,
+    pub limits: Limits,
+}
+
+fn loopback_any_port() -> SocketAddr {
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            accounts: vec![
+                Account {
+                    user: "alice".into(),
+                    password: "alicepw".into(),
+                },
+                Account {
+                    user: "bob".into(),
+                    password: "bobpw".into(),
+                },
+            ],
+            domain: "example.test".into(),
+            imap: Some(loopback_any_port()),
+            imaps: Some(loopback_any_port()),
+            tls: TlsSource::Generate,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("certificate: {0}")]
+    Certificate(String),
+    #[error("TLS configuration: {0}")]
+    Tls(#[from] rustls::Error),
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// A running server. Dropping it also stops it (the tasks see the shutdown channel close),
+/// but only [`Running::shutdown`] waits for the sessions to finish.
+#[derive(Debug)]
+pub struct Running {
+    /// Bound address of the plain IMAP listener.
+    pub imap: Option<SocketAddr>,
+    /// Bound address of the implicit-TLS IMAP listener.
+    pub imaps: Option<SocketAddr>,
+    /// The server's leaf certificate, for clients to trust.
+    pub certificate: CertificateDer<'static>,
+    shutdown: watch::Sender<bool>,
+    alive_tx: mpsc::Sender<()>,
+    alive_rx: mpsc::Receiver<()>,
+}
+
+impl Running {
+    /// Stops the listeners, sends `* BYE` to every session and waits until all are gone.
+    pub async fn shutdown(self) {
+        let Running {
+            shutdown,
+            alive_tx,
+            mut alive_rx,
+            ..
+        } = self;
+        let _ = shutdown.send(true);
+        drop(alive_tx);
+        // recv() yields None once every task has dropped its sender.
+        while alive_rx.recv().await.is_some() {}
+    }
+}
+
+/// Binds the configured listeners, spawns their tasks and returns at once.
+pub async fn start(config: Config) -> Result<Running, ServerError> {
+    if config.limits.max_sessions == 0 || config.limits.max_line < 64 {
+        return Err(ServerError::Config(
+            "max_sessions must be > 0 and max_line >= 64".into(),
+        ));
+    }
+    let tls = tls::build(&config.tls)?;
+    let store = store::Store::new(&config.accounts, &config.domain);
+    let shared = Arc::new(imap::session::Shared {
+        store,
+        tls: tls.config,
+        limits: config.limits.clone(),
+        next_id: AtomicU64::new(1),
+    });
+    let sessions = Arc::new(Semaphore::new(config.limits.max_sessions));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (alive_tx, alive_rx) = mpsc::channel(1);
+    let mut bound = [None, None];
+    for (slot, (addr, implicit)) in [(config.imap, false), (config.imaps, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let Some(addr) = addr else { continue };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        bound[slot] = Some((listener, local, implicit));
+    }
+    let mut running = Running {
+        imap: None,
+        imaps: None,
+        certificate: tls.certificate,
+        shutdown,
+        alive_tx,
+        alive_rx,
+    };
+    for (listener, local, implicit) in bound.into_iter().flatten() {
+        if implicit {
+            running.imaps = Some(local);
+        } else {
+            running.imap = Some(local);
+        }
+        tokio::spawn(imap::listen(
+            listener,
+            implicit,
+            Arc::clone(&shared),
+            Arc::clone(&sessions),
+            shutdown_rx.clone(),
+            running.alive_tx.clone(),
+        ));
+    }
+    Ok(running)
+}

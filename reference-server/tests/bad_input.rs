@@ -1,0 +1,135 @@
+//! Hostile or broken input: junk, wrong-state commands, over-long lines, huge literal
+//! announcements, session limits and autologout. The session must answer and go on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Client, has, tagged};
+use reference_server::{Config, Limits};
+
+async fn server_with(limits: Limits) -> reference_server::Running {
+    reference_server::start(Config {
+        limits,
+        ..Config::default()
+    })
+    .await
+    .expect("server starts")
+}
+
+#[tokio::test]
+async fn junk_and_wrong_state_get_bad_and_the_session_goes_on() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::connect(&running).await;
+    c.send(b"\x00\xff\xfe garbage\r\n").await;
+    let l = c.line().await;
+    assert!(l.starts_with("* BAD"), "{l}");
+    let r = c.cmd("t1 FROBNICATE").await;
+    assert!(tagged(&r).starts_with("t1 BAD"), "{r:?}");
+    let r = c.cmd("t2 SELECT INBOX").await;
+    assert!(tagged(&r).starts_with("t2 BAD"), "{r:?}");
+    let r = c.cmd("t3 LOGIN alice alicepw").await;
+    assert!(tagged(&r).starts_with("t3 OK"), "{r:?}");
+    let r = c.cmd("t4 FETCH 1 FLAGS").await;
+    assert!(
+        tagged(&r).starts_with("t4 BAD"),
+        "no mailbox selected: {r:?}"
+    );
+    let r = c.cmd("t5 LOGIN alice alicepw").await;
+    assert!(tagged(&r).starts_with("t5 BAD"), "{r:?}");
+    c.cmd("t6 SELECT INBOX").await;
+    let r = c.cmd("t7 FETCH 5 FLAGS").await;
+    assert!(tagged(&r).starts_with("t7 BAD"), "beyond EXISTS: {r:?}");
+    let r = c.cmd("t8 NOOP").await;
+    assert!(tagged(&r).starts_with("t8 OK"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn huge_literal_announcement_is_refused_without_reading_it() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    c.send(b"a APPEND INBOX {1073741824}\r\n").await;
+    let l = c.line().await;
+    assert!(l.starts_with("a NO [TOOBIG]"), "{l}");
+    // The client does not send the data after NO; the next command works.
+    let r = c.cmd("b NOOP").await;
+    assert!(tagged(&r).starts_with("b OK"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn oversized_literal_plus_is_drained_and_refused() {
+    let limits = Limits {
+        max_literal: 1024,
+        ..Limits::default()
+    };
+    let running = server_with(limits).await;
+    let mut c = Client::login(&running, "alice").await;
+    let data = vec![b'x'; 5000];
+    c.send(b"a APPEND INBOX {5000+}\r\n").await;
+    c.send(&data).await;
+    c.send(b"\r\n").await;
+    let r = c.until_tag("a").await;
+    assert!(tagged(&r).starts_with("a BAD [TOOBIG]"), "{r:?}");
+    let r = c.cmd("b STATUS INBOX (MESSAGES)").await;
+    assert!(has(&r, "(MESSAGES 0)"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn overlong_line_gets_bad() {
+    let limits = Limits {
+        max_line: 1000,
+        ..Limits::default()
+    };
+    let running = server_with(limits).await;
+    let mut c = Client::login(&running, "alice").await;
+    let long = format!("a NOOP {}\r\n", "x".repeat(5000));
+    c.send(long.as_bytes()).await;
+    let r = c.until_tag("a").await;
+    assert!(tagged(&r).starts_with("a BAD"), "{r:?}");
+    let r = c.cmd("b NOOP").await;
+    assert!(tagged(&r).starts_with("b OK"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_limit_and_autologout() {
+    let limits = Limits {
+        max_sessions: 1,
+        idle_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let running = server_with(limits).await;
+    let mut first = Client::connect(&running).await;
+    let mut second = tokio::net::TcpStream::connect(running.imap.expect("imap"))
+        .await
+        .expect("connect");
+    let mut buf = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut second, &mut buf)
+        .await
+        .expect("read");
+    assert!(
+        String::from_utf8_lossy(&buf).starts_with("* BYE"),
+        "{buf:?}"
+    );
+    // Say nothing: autologout after the idle timeout.
+    let l = first.line().await;
+    assert!(l.starts_with("* BYE"), "{l}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_says_bye_to_open_sessions() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    let addr = running.imap.expect("imap");
+    running.shutdown().await;
+    let l = c.line().await;
+    assert!(l.starts_with("* BYE"), "{l}");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener still open"
+    );
+}
