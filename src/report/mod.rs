@@ -1,7 +1,7 @@
 //! Outcomes and their renderers. Renderers never decide pass or fail: the engine does.
 //! CONTRACT: the types below; the report helper adds human.rs, json.rs, junit.rs, snapshot.rs.
 //!
-//! - [`normalize`]: a [`Transcript`] as stable text (volatile values become placeholders).
+//! - [`normalize`](mod@normalize): a [`Transcript`] as stable text (volatile values become placeholders).
 //! - [`snapshot`]: the per-target snapshot store, its policy and unified diffs.
 //! - [`human`]: terminal output (scenario lines, failure details, summary).
 //! - [`json`]: the versioned `--format json` document (docs/json-report.md).
