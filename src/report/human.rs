@@ -63,6 +63,13 @@ pub struct HumanReporter<W: Write> {
     bar: Option<ProgressBar>,
 }
 
+impl HumanReporter<io::Stdout> {
+    /// Writes to stdout with [`HumanOptions::for_stdout`].
+    pub fn stdout() -> Self {
+        HumanReporter::new(io::stdout(), HumanOptions::for_stdout())
+    }
+}
+
 impl<W: Write> HumanReporter<W> {
     pub fn new(out: W, options: HumanOptions) -> Self {
         HumanReporter {
@@ -243,7 +250,7 @@ impl Painter {
                     v.rule,
                     v.rfc,
                     where_(v),
-                    v.message
+                    one_line(&v.message)
                 );
             }
             sections.push(block);
@@ -327,11 +334,12 @@ impl Painter {
             } => {
                 let _ = writeln!(
                     s,
-                    "    {} at {loc} (session {}): {message}",
+                    "    {} at {loc} (session {}): {}",
                     self.paint("mismatch", red),
-                    session_name(session)
+                    session_name(session),
+                    one_line(message)
                 );
-                let _ = writeln!(s, "      expected: {expected}");
+                let _ = writeln!(s, "      expected: {}", one_line(expected));
                 if got.is_empty() {
                     let _ = writeln!(s, "      got:      nothing");
                 }
@@ -416,7 +424,7 @@ impl Painter {
             level,
             v.rfc,
             where_(v),
-            v.message
+            one_line(&v.message)
         );
         if !v.bytes.is_empty() {
             let shown = &v.bytes[..v.bytes.len().min(MAX_BYTES_SHOWN)];
@@ -429,6 +437,11 @@ impl Painter {
             let _ = writeln!(s, "      bytes: {}{tail}", escape_lossy(shown));
         }
     }
+}
+
+/// Text that may quote the server, kept on one line with its control characters escaped.
+fn one_line(text: &str) -> String {
+    escape_lossy(text.as_bytes())
 }
 
 /// `session 1, file:line:col` (or just the session when no script line was running).
@@ -600,6 +613,16 @@ pub(crate) mod tests {
         assert!(text.contains(&red_fail));
         assert!(text.contains(&cyan_xfail));
         assert!(text.contains(&Style::new().green().style("+S1: a1 NO").to_string()));
+    }
+
+    #[test]
+    fn progress_bar_never_reaches_the_writer() {
+        // The bar draws on stderr (hidden when it is not a terminal); the lines stay intact.
+        let with_bar = render(HumanOptions {
+            color: false,
+            progress: true,
+        });
+        assert_eq!(with_bar, render(HumanOptions::plain()));
     }
 
     #[test]

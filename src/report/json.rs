@@ -405,4 +405,46 @@ mod tests {
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(back, value);
     }
+
+    /// Every key path of a document; objects with a `kind` are told apart by it.
+    fn key_paths(
+        v: &serde_json::Value,
+        prefix: &str,
+        out: &mut std::collections::BTreeSet<String>,
+    ) {
+        match v {
+            serde_json::Value::Object(map) => {
+                let prefix = match map.get("kind").and_then(|k| k.as_str()) {
+                    Some(kind) => format!("{prefix}<{kind}>"),
+                    None => prefix.to_string(),
+                };
+                for (k, child) in map {
+                    let path = format!("{prefix}.{k}");
+                    out.insert(path.clone());
+                    key_paths(child, &path, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                for item in items {
+                    key_paths(item, &format!("{prefix}[]"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn documented_example_matches_the_code() {
+        let doc = include_str!("../../docs/json-report.md");
+        let start = doc.find("```json\n").expect("example block") + "```json\n".len();
+        let end = start + doc[start..].find("```").expect("end of example");
+        let example: serde_json::Value = serde_json::from_str(&doc[start..end]).unwrap();
+
+        let mut documented = std::collections::BTreeSet::new();
+        key_paths(&example, "", &mut documented);
+        let mut produced = std::collections::BTreeSet::new();
+        key_paths(&as_value(), "", &mut produced);
+        assert_eq!(documented, produced);
+        assert_eq!(example["format_version"], FORMAT_VERSION);
+    }
 }

@@ -1,11 +1,21 @@
 //! Outcomes and their renderers. Renderers never decide pass or fail: the engine does.
 //! CONTRACT: the types below; the report helper adds human.rs, json.rs, junit.rs, snapshot.rs.
+//!
+//! - [`normalize`](mod@normalize): a [`Transcript`] as stable text (volatile values become placeholders).
+//! - [`snapshot`]: the per-target snapshot store, its policy and unified diffs.
+//! - [`human`]: terminal output (scenario lines, failure details, summary).
+//! - [`json`]: the versioned `--format json` document (docs/json-report.md).
+//! - [`junit`]: the `--junit FILE` XML.
 
-pub mod normalize;
-pub mod snapshot;
 pub mod human;
 pub mod json;
 pub mod junit;
+pub mod normalize;
+pub mod snapshot;
+
+pub use human::{HumanOptions, HumanReporter};
+pub use normalize::normalize;
+pub use snapshot::{SnapshotKey, SnapshotPolicy, SnapshotResult};
 
 use std::path::PathBuf;
 use std::time::Duration;

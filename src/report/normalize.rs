@@ -24,8 +24,9 @@ pub const PASSWORD: &str = "<password>";
 pub const MESSAGE_ID: &str = "<message-id>";
 /// Replaces each value of an ID response.
 pub const ID_VALUE: &str = "<id>";
-/// Replaces the `{N}` count of a literal whose content was normalized (the count would vary).
-pub const LITERAL_SIZE: &str = "{<size>}";
+/// Replaces the count in the `{N}` announcement of a literal whose content was normalized
+/// (the count would vary): `{<size>}`, `{<size>+}`, `~{<size>}`.
+pub const LITERAL_SIZE: &str = "<size>";
 
 /// Normalizes a whole transcript; `substitutions` are `(value, placeholder)` pairs, e.g.
 /// `("INBOX.mt-1a2b-append", "{mailbox}")`. Empty values are ignored; where two values
@@ -303,7 +304,8 @@ fn normalize_message(
                 let text = escape_literal(data);
                 let normal = subs.apply(&normalize_headers(&text));
                 if normal != text {
-                    *announce = LITERAL_SIZE.to_string();
+                    let digits: String = announce.chars().filter(char::is_ascii_digit).collect();
+                    *announce = announce.replacen(&digits, LITERAL_SIZE, 1);
                 }
                 *data = normal.into_bytes();
             }
@@ -892,6 +894,79 @@ mod tests {
                 announce: "{99}".into(),
                 data: b"ab".to_vec()
             }]
+        );
+    }
+
+    /// A whole two-session run as the engine would record it: the file snapshot shows the
+    /// format end to end.
+    #[test]
+    fn whole_transcript() {
+        let setup = |session: &str, direction, text: &str| entry(session, direction, true, text);
+        let msg = "Date: Sat, 28 Nov 2026 05:30:00 +0000\r\nMessage-ID: <1a2b@example.org>\r\nSubject: one\r\n\r\nbody\r\n";
+        let entries = vec![
+            setup(
+                "1",
+                Direction::Server,
+                "* OK [CAPABILITY IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE LITERAL+ AUTH=PLAIN] Dovecot (Debian) ready.\r\n",
+            ),
+            setup(
+                "1",
+                Direction::Client,
+                "m1 LOGIN \"alice\" \"pa55word\"\r\n",
+            ),
+            setup(
+                "1",
+                Direction::Server,
+                "m1 OK [CAPABILITY IMAP4rev1 UIDPLUS MOVE] Logged in\r\n",
+            ),
+            c("1", "a1 SELECT \"INBOX.mt-7f3e-select\"\r\n"),
+            s(
+                "1",
+                "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n",
+            ),
+            s(
+                "1",
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted.\r\n",
+            ),
+            s("1", "* 0 EXISTS\r\n"),
+            s("1", "* OK [UIDVALIDITY 1764307800] UIDs valid\r\n"),
+            s("1", "* OK [UIDNEXT 1] Predicted next UID\r\n"),
+            s(
+                "1",
+                "a1 OK [READ-WRITE] Select completed (0.002 + 0.000 + 0.001 secs).\r\n",
+            ),
+            c(
+                "2",
+                &format!(
+                    "b1 APPEND \"INBOX.mt-7f3e-select\" (\\Seen) {{{}+}}\r\n{msg}\r\n",
+                    msg.len()
+                ),
+            ),
+            s(
+                "2",
+                "b1 OK [APPENDUID 1764307800 1] Append completed (0.004 + 0.000 secs).\r\n",
+            ),
+            s("1", "* 1 EXISTS\r\n"),
+            c(
+                "1",
+                "a2 FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE BODY[TEXT])\r\n",
+            ),
+            s(
+                "1",
+                "* 1 FETCH (FLAGS (\\Seen) INTERNALDATE \"28-Nov-2026 05:30:01 +0000\" RFC822.SIZE 95 BODY[TEXT] {6}\r\nbody\r\n)\r\n",
+            ),
+            s("1", "a2 OK Fetch completed (0.001 + 0.000 secs).\r\n"),
+            c("1", "a3 LOGOUT\r\n"),
+            s("1", "* BYE Logging out\r\n"),
+            s("1", "a3 OK Logout completed (0.001 + 0.000 secs).\r\n"),
+        ];
+        let subs = vec![
+            ("INBOX.mt-7f3e-select".to_string(), "{mailbox}".to_string()),
+            ("alice".to_string(), "{user}".to_string()),
+        ];
+        insta::assert_snapshot!(
+            "whole_transcript",
+            normalize(&Transcript { entries }, &subs)
         );
     }
 }

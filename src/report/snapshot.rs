@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 
 use similar::TextDiff;
 
-use super::Problem;
+use super::normalize::normalize;
+use super::{Problem, ScenarioOutcome};
 
 /// What a snapshot check may do, resolved once from `--accept` and the `CI` variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -172,6 +173,21 @@ pub fn check(
         remove_stale(&pending)?;
     }
     Ok(result)
+}
+
+/// [`check`] for an outcome: normalizes its transcript with `substitutions` (see
+/// [`normalize`](super::normalize::normalize)) and keys it by its file, target and id.
+pub fn check_outcome(
+    outcome: &ScenarioOutcome,
+    substitutions: &[(String, String)],
+    policy: SnapshotPolicy,
+) -> Result<SnapshotResult, SnapshotError> {
+    let key = SnapshotKey {
+        scenario_file: &outcome.file,
+        target: &outcome.target,
+        scenario_id: &outcome.id,
+    };
+    check(key, &normalize(&outcome.transcript, substitutions), policy)
 }
 
 /// A unified diff of two texts, three lines of context; empty when they are equal.
@@ -335,6 +351,46 @@ mod tests {
         assert_eq!(r, SnapshotResult::Updated { path: k.path() });
         assert!(fs::read_to_string(k.path()).unwrap().ends_with(new));
         assert!(!k.pending_path().exists(), "stale pending file removed");
+    }
+
+    #[test]
+    fn outcome_transcripts_are_normalized_and_keyed() {
+        use crate::report::{Direction, Status, Transcript, TranscriptEntry};
+        let dir = tempfile::tempdir().unwrap();
+        let entry = |direction, text: &str| TranscriptEntry {
+            session: "1".to_string(),
+            direction,
+            setup: false,
+            bytes: text.as_bytes().to_vec(),
+        };
+        let outcome = ScenarioOutcome {
+            id: "imap.select.basic".to_string(),
+            title: String::new(),
+            file: dir.path().join("select.ron"),
+            spec: vec![],
+            target: "reference".to_string(),
+            status: Status::Pass,
+            problems: vec![],
+            violations: vec![],
+            transcript: Transcript {
+                entries: vec![
+                    entry(Direction::Client, "a1 SELECT mt-42-select\r\n"),
+                    entry(Direction::Server, "* OK [UIDVALIDITY 99] ok\r\n"),
+                ],
+            },
+            duration: std::time::Duration::ZERO,
+        };
+        let subs = [("mt-42-select".to_string(), "{mailbox}".to_string())];
+        let r = check_outcome(&outcome, &subs, SnapshotPolicy::WriteMissing).unwrap();
+        let path = dir
+            .path()
+            .join("snapshots/reference/imap.select.basic.snap");
+        assert_eq!(r, SnapshotResult::Created { path: path.clone() });
+        let text = fs::read_to_string(path).unwrap();
+        assert!(
+            text.ends_with("C1: a1 SELECT {mailbox}\nS1: * OK [UIDVALIDITY <uidvalidity>]\n"),
+            "{text}"
+        );
     }
 
     #[test]
