@@ -890,6 +890,21 @@ impl Matcher<'_> {
             Shape::Pairs(name) => return self.pairs(want, got, name),
             Shape::Line | Shape::Code | Shape::Ordered => {}
         }
+        // `CAPABILITY a b`, `SEARCH 1 2`, `ENABLED x`: the items after the keyword are a set.
+        if let (Shape::Line | Shape::Code, Some(Item::Atom(head)), Some(g0)) =
+            (shape, want.first(), got.first())
+        {
+            let name = match head.to_ascii_uppercase().as_str() {
+                "CAPABILITY" => Some("CAPABILITY"),
+                "SEARCH" if shape == Shape::Line => Some("SEARCH"),
+                "ENABLED" if shape == Shape::Line => Some("ENABLED"),
+                _ => None,
+            };
+            if let Some(name) = name {
+                self.item(&want[0], g0, "item 1")?;
+                return self.set(&want[1..], &got[1..], name);
+            }
+        }
         for (i, w) in want.iter().enumerate() {
             if *w == Item::Rest {
                 return Ok(());
@@ -1378,6 +1393,25 @@ mod tests {
     }
 
     #[test]
+    fn keyword_lists_as_sets() {
+        ok("* CAPABILITY IDLE ...", "* CAPABILITY IMAP4rev1 IDLE UIDPLUS\r\n");
+        ok("* capability idle imap4rev1", "* CAPABILITY IMAP4rev1 IDLE\r\n");
+        assert_eq!(
+            no("* CAPABILITY IMAP4rev1", "* CAPABILITY IMAP4rev1 IDLE\r\n"),
+            "expected CAPABILITY (IMAP4rev1), got (IMAP4rev1 IDLE): IDLE not expected"
+        );
+        assert_eq!(
+            no("* OK [CAPABILITY MOVE ...]", "* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n"),
+            "response code: expected CAPABILITY (MOVE ...), got (IMAP4rev1 IDLE): MOVE is missing (expected [CAPABILITY MOVE ...], got [CAPABILITY IMAP4rev1 IDLE])"
+        );
+        ok("* SEARCH 3 1 2", "* SEARCH 1 2 3\r\n");
+        ok("* SEARCH", "* SEARCH\r\n");
+        no("* SEARCH 1", "* SEARCH\r\n");
+        ok("* ENABLED CONDSTORE", "* ENABLED condstore\r\n");
+        assert_eq!(no("* SEARCH 1", "* SORT 1\r\n"), "item 1: expected SEARCH, got SORT");
+    }
+
+    #[test]
     fn fetch_pairs_any_order() {
         ok(
             "* 1 FETCH (UID 5 FLAGS (\\Seen))",
@@ -1495,11 +1529,12 @@ mod tests {
             "* CAPABILITY IMAP4rev1 IDLE UIDPLUS\r\n",
         );
         ok("* CAPABILITY ...", "* CAPABILITY\r\n");
-        let m = no("* CAPABILITY IMAP4rev1", "* CAPABILITY IMAP4rev1 IDLE\r\n");
-        assert_eq!(m, "unexpected `IDLE` after `CAPABILITY IMAP4rev1`");
+        let m = no("* LIST () \"/\"", "* LIST () \"/\" INBOX\r\n");
+        assert_eq!(m, "unexpected `INBOX` after `LIST () \"/\"`");
         assert!(perr("* SEARCH ... 1").message.contains("last item"));
-        let m = no("* SEARCH 1 2", "* SEARCH 1\r\n");
-        assert_eq!(m, "expected 2 after `SEARCH 1`, got nothing more");
+        let m = no("* SORT 1 2", "* SORT 1\r\n");
+        assert_eq!(m, "expected 2 after `SORT 1`, got nothing more");
+        no("* SORT 2 1", "* SORT 1 2\r\n");
     }
 
     #[test]
