@@ -706,6 +706,13 @@ fn detect_tag(text: &str) -> Option<String> {
 }
 
 impl<'s, 'a> ScriptParser<'s, 'a> {
+    /// Literals, tags and IMAP patterns apply to IMAP sessions only.
+    fn is_imap(&self, session: &str) -> bool {
+        self.sessions
+            .get(session)
+            .is_none_or(|s| s.protocol == Protocol::Imap)
+    }
+
     // -- locations
 
     fn loc(&self, line: &Line<'_>, col: usize) -> Loc {
@@ -939,7 +946,12 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
                 ));
             }
         }
-        match trailing_literal(text) {
+        let literal = if self.is_imap(line.session) {
+            trailing_literal(text)
+        } else {
+            None
+        };
+        match literal {
             Some((count, non_sync)) => {
                 p.segments.push(Segment {
                     text: template,
@@ -1098,10 +1110,15 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
     }
 
     fn finish_client(&mut self, p: PendingClient<'a>) {
-        let tag = p.segments.first().and_then(|s| match s.text.0.first() {
-            Some(super::ast::TemplatePart::Text(t)) => detect_tag(t),
-            _ => None,
-        });
+        let imap = self.is_imap(p.first.session);
+        let tag = p
+            .segments
+            .first()
+            .filter(|_| imap)
+            .and_then(|s| match s.text.0.first() {
+                Some(super::ast::TemplatePart::Text(t)) => detect_tag(t),
+                _ => None,
+            });
         let message = ClientMessage {
             loc: self.loc(&p.first, p.first.content_col),
             tag,
@@ -1135,7 +1152,12 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
         p.pieces
             .push((p.joined.len(), line.clone(), col - line.content_col));
         p.joined.extend_from_slice(text.as_bytes());
-        match trailing_literal(text) {
+        let literal = if self.is_imap(line.session) {
+            trailing_literal(text)
+        } else {
+            None
+        };
+        match literal {
             Some((count, false)) => {
                 p.joined.extend_from_slice(b"\r\n");
                 p.literal = Some(Collecting {
@@ -1232,7 +1254,12 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
         let Dir::Server(presence) = p.first.dir else {
             return Ok(());
         };
-        let pattern = Pattern::parse(&p.joined).map_err(|e| {
+        let pattern = if self.is_imap(p.first.session) {
+            Pattern::parse(&p.joined)
+        } else {
+            Pattern::parse_words(&p.joined)
+        };
+        let pattern = pattern.map_err(|e| {
             let offset = e.column.saturating_sub(1);
             let (start, line, piece_col) = p
                 .pieces
@@ -1684,6 +1711,34 @@ S: a1 OK"#,
         let (_, msgs) = sends(&s, 0);
         assert_eq!(msgs[0].segments[0].literal.as_ref().unwrap().data, b"");
         assert_eq!(text(&msgs[0].segments[1].text), " x");
+    }
+
+    #[test]
+    fn text_protocol_sessions() {
+        let s = parse(&with_script(
+            "    protocol: \"pop3\",\n",
+            "S: +OK ...\nC: USER {user}\nS: +OK\nC: STAT {5}\nS: +OK {n:number} {_}\n",
+        ));
+        assert_eq!(s.protocol, Protocol::Pop3);
+        assert_eq!(s.sessions[""].protocol, Protocol::Pop3);
+        let (_, msgs) = sends(&s, 1);
+        assert_eq!(msgs[0].tag, None);
+        let (_, msgs) = sends(&s, 3);
+        assert_eq!(msgs[0].segments.len(), 1);
+        let (_, lines) = expects(&s, 4);
+        assert!(
+            lines[0]
+                .pattern
+                .matches(b"+OK 2 320\r\n", &Bindings::default())
+                .is_ok()
+        );
+        // A mixed scenario: an SMTP session beside IMAP ones.
+        let s = parse(&with_script(
+            "    sessions: {\"m\": (protocol: \"smtp\"), \"1\": ()},\n",
+            "Sm: 220 ...\nC1: a1 NOOP\nS1: a1 OK\n",
+        ));
+        assert_eq!(s.sessions["m"].protocol, Protocol::Smtp);
+        assert_eq!(s.sessions["1"].protocol, Protocol::Imap);
     }
 
     #[test]

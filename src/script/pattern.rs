@@ -235,6 +235,8 @@ enum Body {
     },
     /// Untagged data: the items after `*`.
     Data(Vec<Item>),
+    /// A line of a text protocol (POP3, SMTP), compared word by word.
+    Words(Vec<Item>),
 }
 
 /// A lexed message: tag (`*` for untagged, `+` for continuation) and body.
@@ -671,6 +673,56 @@ impl Pattern {
         Ok(Pattern { kind, message })
     }
 
+    /// A pattern for a line of a text protocol (POP3, SMTP): words separated by spaces, compared
+    /// case-insensitively in order; a word may be a capture `{name}` / `{name:type}` / `{_}`, and
+    /// `...` as the last word matches the rest of the line. Its kind is `Untagged`.
+    pub fn parse_words(text: &[u8]) -> Result<Pattern, PatternError> {
+        let mut items = Vec::new();
+        let mut pos = 0;
+        for word in text.split(|&b| b == b' ') {
+            let start = pos;
+            pos += word.len() + 1;
+            if word.is_empty() {
+                continue;
+            }
+            if items.last() == Some(&Item::Rest) {
+                return Err(PatternError {
+                    column: start + 1,
+                    message: "`...` must be the last word".to_owned(),
+                });
+            }
+            let item = if word == b"..." {
+                Item::Rest
+            } else if word.starts_with(b"{") && word.ends_with(b"}") {
+                let mut lexer = Lexer {
+                    input: word,
+                    pos: 0,
+                    pattern: true,
+                };
+                match lexer.brace() {
+                    Ok(c @ Item::Capture { .. }) => c,
+                    Ok(_) => word_item(&String::from_utf8_lossy(word)),
+                    Err(e) => {
+                        return Err(PatternError {
+                            column: start + e.column,
+                            message: e.message,
+                        });
+                    }
+                }
+            } else {
+                word_item(&String::from_utf8_lossy(word))
+            };
+            items.push(item);
+        }
+        Ok(Pattern {
+            kind: PatternKind::Untagged,
+            message: Message {
+                tag: String::new(),
+                body: Body::Words(items),
+            },
+        })
+    }
+
     pub fn kind(&self) -> &PatternKind {
         &self.kind
     }
@@ -692,7 +744,7 @@ impl Pattern {
             Body::Continuation { capture: Some(c) } => walk(std::slice::from_ref(c), &mut out),
             Body::Continuation { capture: None } => {}
             Body::Status { code, .. } => walk(code.as_deref().unwrap_or(&[]), &mut out),
-            Body::Data(items) => walk(items, &mut out),
+            Body::Data(items) | Body::Words(items) => walk(items, &mut out),
         }
         out
     }
@@ -700,6 +752,25 @@ impl Pattern {
     /// Match one whole server message (line plus any literals, CRLF included).
     /// On success returns the new captures (not yet merged into `vars`).
     pub fn matches(&self, actual: &[u8], vars: &Bindings) -> Result<Bindings, Mismatch> {
+        if let Body::Words(want) = &self.message.body {
+            let mut m = Matcher {
+                vars,
+                new: Bindings::default(),
+            };
+            let line = actual
+                .split(|&b| b == b'\n')
+                .next()
+                .unwrap_or_default()
+                .strip_suffix(b"\r")
+                .unwrap_or(actual.split(|&b| b == b'\n').next().unwrap_or_default());
+            let got: Vec<Item> = line
+                .split(|&b| b == b' ')
+                .filter(|w| !w.is_empty())
+                .map(|w| word_item(&String::from_utf8_lossy(w)))
+                .collect();
+            m.seq(want, &got, Shape::Ordered)?;
+            return Ok(m.new);
+        }
         let mut lexer = Lexer {
             input: actual,
             pos: 0,
@@ -717,6 +788,8 @@ impl Pattern {
         };
         let want = &self.message;
         match (&want.body, &got.body) {
+            // Word patterns returned above; the lexer never produces them.
+            (Body::Words(_), _) | (_, Body::Words(_)) => {}
             (Body::Continuation { capture }, Body::Continuation { .. }) => {
                 if let Some(c) = capture {
                     let text = continuation_text(actual);
@@ -785,6 +858,14 @@ impl Pattern {
     }
 }
 
+/// A word of a text-protocol line: a number if all digits, else an atom.
+fn word_item(word: &str) -> Item {
+    match word.parse::<u64>() {
+        Ok(n) if word.bytes().all(|b| b.is_ascii_digit()) => Item::Number(n),
+        _ => Item::Atom(word.to_owned()),
+    }
+}
+
 /// The text of a continuation request, after `+ `.
 fn continuation_text(actual: &[u8]) -> Vec<u8> {
     let rest = actual.get(1..).unwrap_or_default();
@@ -807,6 +888,7 @@ fn describe(m: &Message) -> String {
             format!("`{} {}{code}`", m.tag, statuses.join("|"))
         }
         Body::Data(items) => format!("`{} {}`", m.tag, Joined(items)),
+        Body::Words(items) => format!("`{}`", Joined(items)),
     }
 }
 
@@ -889,6 +971,21 @@ impl Matcher<'_> {
             Shape::Set(name) => return self.set(want, got, name),
             Shape::Pairs(name) => return self.pairs(want, got, name),
             Shape::Line | Shape::Code | Shape::Ordered => {}
+        }
+        // `CAPABILITY a b`, `SEARCH 1 2`, `ENABLED x`: the items after the keyword are a set.
+        if let (Shape::Line | Shape::Code, Some(Item::Atom(head)), Some(g0)) =
+            (shape, want.first(), got.first())
+        {
+            let name = match head.to_ascii_uppercase().as_str() {
+                "CAPABILITY" => Some("CAPABILITY"),
+                "SEARCH" if shape == Shape::Line => Some("SEARCH"),
+                "ENABLED" if shape == Shape::Line => Some("ENABLED"),
+                _ => None,
+            };
+            if let Some(name) = name {
+                self.item(&want[0], g0, "item 1")?;
+                return self.set(&want[1..], &got[1..], name);
+            }
         }
         for (i, w) in want.iter().enumerate() {
             if *w == Item::Rest {
@@ -1378,6 +1475,37 @@ mod tests {
     }
 
     #[test]
+    fn keyword_lists_as_sets() {
+        ok(
+            "* CAPABILITY IDLE ...",
+            "* CAPABILITY IMAP4rev1 IDLE UIDPLUS\r\n",
+        );
+        ok(
+            "* capability idle imap4rev1",
+            "* CAPABILITY IMAP4rev1 IDLE\r\n",
+        );
+        assert_eq!(
+            no("* CAPABILITY IMAP4rev1", "* CAPABILITY IMAP4rev1 IDLE\r\n"),
+            "expected CAPABILITY (IMAP4rev1), got (IMAP4rev1 IDLE): IDLE not expected"
+        );
+        assert_eq!(
+            no(
+                "* OK [CAPABILITY MOVE ...]",
+                "* OK [CAPABILITY IMAP4rev1 IDLE] hi\r\n"
+            ),
+            "response code: expected CAPABILITY (MOVE ...), got (IMAP4rev1 IDLE): MOVE is missing (expected [CAPABILITY MOVE ...], got [CAPABILITY IMAP4rev1 IDLE])"
+        );
+        ok("* SEARCH 3 1 2", "* SEARCH 1 2 3\r\n");
+        ok("* SEARCH", "* SEARCH\r\n");
+        no("* SEARCH 1", "* SEARCH\r\n");
+        ok("* ENABLED CONDSTORE", "* ENABLED condstore\r\n");
+        assert_eq!(
+            no("* SEARCH 1", "* SORT 1\r\n"),
+            "item 1: expected SEARCH, got SORT"
+        );
+    }
+
+    #[test]
     fn fetch_pairs_any_order() {
         ok(
             "* 1 FETCH (UID 5 FLAGS (\\Seen))",
@@ -1495,11 +1623,12 @@ mod tests {
             "* CAPABILITY IMAP4rev1 IDLE UIDPLUS\r\n",
         );
         ok("* CAPABILITY ...", "* CAPABILITY\r\n");
-        let m = no("* CAPABILITY IMAP4rev1", "* CAPABILITY IMAP4rev1 IDLE\r\n");
-        assert_eq!(m, "unexpected `IDLE` after `CAPABILITY IMAP4rev1`");
+        let m = no("* LIST () \"/\"", "* LIST () \"/\" INBOX\r\n");
+        assert_eq!(m, "unexpected `INBOX` after `LIST () \"/\"`");
         assert!(perr("* SEARCH ... 1").message.contains("last item"));
-        let m = no("* SEARCH 1 2", "* SEARCH 1\r\n");
-        assert_eq!(m, "expected 2 after `SEARCH 1`, got nothing more");
+        let m = no("* SORT 1 2", "* SORT 1\r\n");
+        assert_eq!(m, "expected 2 after `SORT 1`, got nothing more");
+        no("* SORT 2 1", "* SORT 1 2\r\n");
     }
 
     #[test]
@@ -1571,6 +1700,27 @@ mod tests {
             Value::List(vec![Value::Atom("\\Seen".into()), Value::Number(3)]).to_template_text(),
             "(\\Seen 3)"
         );
+    }
+
+    #[test]
+    fn text_protocol_words() {
+        let p = Pattern::parse_words(b"+OK {n:number} messages ...").unwrap();
+        assert_eq!(p.kind(), &PatternKind::Untagged);
+        let b = p
+            .matches(b"+ok 2 MESSAGES (320 octets)\r\n", &Bindings::default())
+            .unwrap();
+        assert_eq!(b.get("n"), Some(&Value::Number(2)));
+        let e = p.matches(b"-ERR no\r\n", &Bindings::default()).unwrap_err();
+        assert_eq!(e.0, "item 1: expected +OK, got -ERR");
+        let p = Pattern::parse_words(b"250 OK").unwrap();
+        assert!(
+            p.matches(b"250 OK extra\r\n", &Bindings::default())
+                .is_err()
+        );
+        let e = Pattern::parse_words(b"250 ... x").unwrap_err();
+        assert_eq!(e.column, 9);
+        let e = Pattern::parse_words(b"250 {a:zzz}").unwrap_err();
+        assert_eq!(e.column, 5);
     }
 
     #[test]
