@@ -175,6 +175,10 @@ namespace inbox {
 }
 postmaster_address = postmaster@$DOMAIN
 
+# Parallel scenario runs and mailtape stress open many connections at once.
+default_process_limit = 512
+default_client_limit = 4096
+
 protocol imap {
   # Parallel scenario runs open many sessions per account.
   mail_max_userip_connections = 200
