@@ -109,6 +109,8 @@ write_config() {
     openssl req -x509 -newkey rsa:2048 -nodes -days 30 \
         -subj "/CN=localhost" \
         -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+        -addext "basicConstraints=critical,CA:FALSE" \
+        -addext "extendedKeyUsage=serverAuth" \
         -keyout "$DIR/key.pem" -out "$DIR/cert.pem" >/dev/null 2>&1 \
         || die "openssl could not make the certificate"
     chmod 600 "$DIR/key.pem"

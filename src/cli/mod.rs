@@ -3,6 +3,8 @@
 mod run;
 mod serve;
 
+pub use run::{discover, reference_target};
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};

@@ -59,13 +59,17 @@ fn secs(s: f64, flag: &str) -> Result<Duration, CliError> {
         .ok_or_else(|| CliError::Config(format!("--{flag} must be a positive number of seconds")))
 }
 
-/// The targets named on the command line, or none (meaning: the bundled server).
-fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
-    let timeouts = Timeouts {
+fn timeouts(args: &TargetArgs) -> Result<Timeouts, CliError> {
+    Ok(Timeouts {
         connect: secs(args.connect_timeout, "connect-timeout")?,
         tls: secs(args.tls_timeout, "tls-timeout")?,
         read: secs(args.read_timeout, "read-timeout")?,
-    };
+    })
+}
+
+/// The targets named on the command line, or none (meaning: the bundled server).
+fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
+    let timeouts = timeouts(args)?;
     let tls = TlsOptions {
         ca_file: args.ca_file.clone(),
         extra_roots: Vec::new(),
@@ -120,8 +124,8 @@ fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
 }
 
 /// Start the bundled reference server in-process and describe it as a target.
-async fn reference_target(
-    args: &TargetArgs,
+pub async fn reference_target(
+    timeouts: Timeouts,
 ) -> Result<(Target, reference_server::Running), CliError> {
     let config = reference_server::Config::default();
     let domain = config.domain.clone();
@@ -155,11 +159,7 @@ async fn reference_target(
             insecure: false,
         },
         domain: Some(domain),
-        timeouts: Timeouts {
-            connect: secs(args.connect_timeout, "connect-timeout")?,
-            tls: secs(args.tls_timeout, "tls-timeout")?,
-            read: secs(args.read_timeout, "read-timeout")?,
-        },
+        timeouts,
     };
     Ok((target, running))
 }
@@ -195,7 +195,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
     let mut targets = targets_from_args(&args.target)?;
     let mut server = None;
     if targets.is_empty() {
-        let (t, running) = reference_target(&args.target).await?;
+        let (t, running) = reference_target(timeouts(&args.target)?).await?;
         targets.push(t);
         server = Some(running);
     }
