@@ -35,22 +35,36 @@ fn imap_suite_passes_against_the_reference_server() {
     assert_eq!(summary["expected_failures"], 0, "the reference server has none: {summary}");
 }
 
-#[test]
-fn imap_suite_against_dovecot() {
-    let Ok(url) = std::env::var("MAILTAPE_DOVECOT_IMAP") else {
-        eprintln!("SKIP: MAILTAPE_DOVECOT_IMAP is not set (run `eval \"$(bash ci/dovecot.sh env)\"` after `ci/dovecot.sh start`)");
+/// Runs the IMAP suite against a Dovecot started by `ci/dovecot.sh`, if one is configured.
+fn dovecot_suite(name: &str, url_var: &str, ca: Option<String>) {
+    let Ok(url) = std::env::var(url_var) else {
+        eprintln!(
+            "SKIP: {url_var} is not set (start Dovecot with `bash ci/dovecot.sh start` and \
+             `eval \"$(bash ci/dovecot.sh env)\"`; .ci/run does both)"
+        );
         return;
     };
-    let target = format!("dovecot={url}");
-    let (code, stdout, stderr) = run(mailtape().args([
-        "run",
-        "scenarios/imap",
-        "--target",
-        &target,
-        "--account",
-        "bob:bobpw",
-    ]));
+    let target = format!("{name}={url}");
+    let mut cmd = mailtape();
+    cmd.args(["run", "scenarios/imap", "--target", &target, "--account", "bob:bobpw"]);
+    if let Some(ca) = ca {
+        cmd.args(["--ca-file", &ca]);
+    }
+    let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[test]
+fn imap_suite_against_dovecot() {
+    dovecot_suite("dovecot", "MAILTAPE_DOVECOT_IMAP", std::env::var("MAILTAPE_DOVECOT_CA").ok());
+}
+
+#[test]
+fn imap_suite_against_dovecot_with_an_inbox_prefix() {
+    let ca = std::env::var("MAILTAPE_DOVECOT_PREFIX_IMAP")
+        .ok()
+        .map(|_| "/tmp/mailtape-ci/dovecot-prefix/cert.pem".to_string());
+    dovecot_suite("dovecot-prefix", "MAILTAPE_DOVECOT_PREFIX_IMAP", ca);
 }
 
 #[test]

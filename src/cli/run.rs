@@ -304,7 +304,7 @@ fn finish(
                 &mut outcome,
                 problem,
                 run.options.strict,
-                scenario.expected_failures.get(&run.target.name),
+                crate::engine::expected_failure(scenario, &run.target.name),
             );
         }
     }

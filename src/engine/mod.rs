@@ -84,7 +84,7 @@ impl TargetRun {
                 &problems,
                 &violations,
                 self.options.strict,
-                scenario.expected_failures.get(&self.target.name),
+                expected_failure(scenario, &self.target.name),
             ),
         };
         RawOutcome {
@@ -104,6 +104,18 @@ impl TargetRun {
             completed,
         }
     }
+}
+
+/// The scenario's expected-failure reason for a target. A key ending in `*` covers every
+/// target whose name starts with the rest (`dovecot*`: `dovecot`, `dovecot-prefix`, ...).
+pub fn expected_failure<'s>(scenario: &'s Scenario, target: &str) -> Option<&'s String> {
+    scenario.expected_failures.get(target).or_else(|| {
+        scenario
+            .expected_failures
+            .iter()
+            .find(|(k, _)| k.strip_suffix('*').is_some_and(|p| target.starts_with(p)))
+            .map(|(_, v)| v)
+    })
 }
 
 /// The one place pass or fail is decided.
@@ -189,6 +201,25 @@ mod tests {
         assert_eq!(verdict(&[], &v, true, None), Status::Fail);
         let v = vec![violation(Level::Must)];
         assert_eq!(verdict(&[], &v, false, None), Status::Fail);
+    }
+
+    #[test]
+    fn expected_failure_keys_may_end_in_a_star() {
+        let text = r#"Scenario(id: "t", title: "t", spec: ["RFC 3501 6"],
+            expected_failures: {"dovecot*": "RFC 3501 6", "cyrus": "RFC 3501 7"},
+            script: r"
+C: a1 NOOP
+S: a1 OK
+")"#;
+        let s = match crate::script::parse_str(std::path::Path::new("t.ron"), text) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        assert!(expected_failure(&s, "dovecot").is_some());
+        assert!(expected_failure(&s, "dovecot-prefix").is_some());
+        assert!(expected_failure(&s, "cyrus").is_some());
+        assert!(expected_failure(&s, "cyrus-2").is_none());
+        assert!(expected_failure(&s, "reference").is_none());
     }
 
     #[test]
