@@ -360,7 +360,12 @@ impl Session {
         let LiteralOrLiteral8::Literal(literal) = message else {
             return Err(Reply::no("literal8 needs BINARY, which is not offered"));
         };
-        let flags: Flags = flags.iter().map(|f| f.to_string()).collect();
+        // \Recent is the server's to set (RFC 3501 2.3.2); a client's is ignored.
+        let flags: Flags = flags
+            .iter()
+            .map(|f| f.to_string())
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .collect();
         let internal_date = match date {
             Some(d) => *d.as_ref(),
             None => chrono::Local::now().fixed_offset(),
