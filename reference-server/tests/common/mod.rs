@@ -126,7 +126,7 @@ pub fn check_grammar(raw: &[u8]) {
     use imap_codec::ResponseCodec;
     use imap_codec::decode::Decoder;
     match ResponseCodec::default().decode(raw) {
-        Ok((rest, _)) if rest.is_empty() => {}
+        Ok(([], _)) => {}
         other => panic!(
             "response does not parse ({:?}): {:?}",
             other.map(|(rest, _)| rest.len()),
@@ -154,7 +154,7 @@ pub fn check_greeting(line: &str) {
     use imap_codec::decode::Decoder;
     let raw = format!("{line}\r\n");
     assert!(
-        matches!(GreetingCodec::default().decode(raw.as_bytes()), Ok((rest, _)) if rest.is_empty()),
+        matches!(GreetingCodec::default().decode(raw.as_bytes()), Ok(([], _))),
         "greeting does not parse: {line}"
     );
 }
