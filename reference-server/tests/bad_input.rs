@@ -133,3 +133,37 @@ async fn shutdown_says_bye_to_open_sessions() {
         "listener still open"
     );
 }
+
+#[tokio::test]
+async fn pseudo_random_garbage_never_kills_the_session() {
+    let limits = Limits {
+        max_literal: 4096,
+        ..Limits::default()
+    };
+    let running = server_with(limits).await;
+    let mut c = Client::login(&running, "alice").await;
+    c.cmd("s SELECT INBOX").await;
+    // Deterministic LCG over an alphabet rich in IMAP syntax characters.
+    let alphabet = b"aZ09 ()[]{}<>\"\\*%+-.:,\r\n\x00\xff~BODYFETCH1";
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    for round in 0..200 {
+        let mut junk = Vec::new();
+        for _ in 0..(round % 60 + 1) {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            junk.push(alphabet[(state >> 33) as usize % alphabet.len()]);
+        }
+        // Never announce a literal: the server would wait for its bytes.
+        let junk: Vec<u8> = junk
+            .into_iter()
+            .filter(|&b| b != b'{' && b != b'}')
+            .collect();
+        c.send(&junk).await;
+        c.send(b"\r\n").await;
+    }
+    // Whatever the garbage did, a fresh tagged command still gets its answer.
+    let r = c.cmd("zz9 NOOP").await;
+    assert!(tagged(&r).starts_with("zz9 OK"), "{r:?}");
+    running.shutdown().await;
+}
