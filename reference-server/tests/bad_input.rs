@@ -167,3 +167,24 @@ async fn pseudo_random_garbage_never_kills_the_session() {
     assert!(tagged(&r).starts_with("zz9 OK"), "{r:?}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_a_client_that_stops_reading() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    let body = "x".repeat(1 << 20);
+    let msg = format!("Subject: big\r\n\r\n{body}\r\n");
+    c.send(format!("a APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()).as_bytes())
+        .await;
+    c.until_tag("a").await;
+    c.cmd("s SELECT INBOX").await;
+    // Ask for far more than the socket buffers hold, and never read it.
+    for i in 0..64 {
+        c.send(format!("f{i} FETCH 1 BODY.PEEK[]\r\n").as_bytes())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+        .await
+        .expect("shutdown finished although the client does not read");
+}
