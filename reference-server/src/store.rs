@@ -66,6 +66,15 @@ pub fn normalize_name(name: &str) -> String {
     }
 }
 
+/// A name can be created: no empty level, and no LIST wildcard characters, which could never
+/// be listed unambiguously (RFC 3501 5.1).
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(SEPARATOR)
+        && !name.contains("//")
+        && !name.contains(['*', '%'])
+}
+
 /// The names of all superiors of `name` ("a/b/c" -> "a", "a/b").
 fn superiors(name: &str) -> Vec<String> {
     name.match_indices(SEPARATOR)
@@ -144,7 +153,7 @@ impl StoreState {
     /// Creates a mailbox and any missing superiors (RFC 3501 6.3.3).
     pub fn create(&mut self, user: &str, name: &str) -> Result<(), MailboxError> {
         let name = normalize_name(name.trim_end_matches(SEPARATOR));
-        if name.is_empty() || name.contains("//") || name.starts_with(SEPARATOR) {
+        if !valid_name(&name) {
             return Err(MailboxError::BadName);
         }
         let exists = self
@@ -213,7 +222,7 @@ impl StoreState {
     pub fn rename(&mut self, user: &str, from: &str, to: &str) -> Result<(), MailboxError> {
         let from = normalize_name(from);
         let to = normalize_name(to.trim_end_matches(SEPARATOR));
-        if to.is_empty() || to.starts_with(SEPARATOR) || to.contains("//") {
+        if !valid_name(&to) {
             return Err(MailboxError::BadName);
         }
         {
@@ -347,6 +356,17 @@ mod tests {
         st.delete("alice", "a/b/c").unwrap();
         st.create("alice", "a/b/c").unwrap();
         assert_ne!(v1, st.users["alice"].mailboxes["a/b/c"].uid_validity);
+    }
+
+    #[test]
+    fn wildcards_and_empty_levels_are_bad_names() {
+        let s = store();
+        let mut st = s.lock();
+        for bad in ["a*", "b%c", "x//y", "/top", ""] {
+            assert_eq!(st.create("alice", bad), Err(MailboxError::BadName), "{bad}");
+        }
+        st.create("alice", "ok/").unwrap();
+        assert!(st.users["alice"].mailboxes.contains_key("ok"));
     }
 
     #[test]

@@ -64,3 +64,47 @@ pub(crate) fn build(source: &TlsSource) -> Result<TlsSetup, ServerError> {
         certificate,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    fn temp_path(name: &str) -> PathBuf {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        std::env::temp_dir().join(format!("refserver-tls-{}-{n}-{name}", std::process::id()))
+    }
+
+    #[test]
+    fn loads_pem_files() {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert = temp_path("cert.pem");
+        let key = temp_path("key.pem");
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.signing_key.serialize_pem()).unwrap();
+        let setup = build(&TlsSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .unwrap();
+        assert_eq!(setup.certificate.as_ref(), certified.cert.der().as_ref());
+        let _ = std::fs::remove_file(cert);
+        let _ = std::fs::remove_file(key);
+    }
+
+    #[test]
+    fn missing_files_are_an_error() {
+        let missing = TlsSource::Files {
+            cert: temp_path("nope.pem"),
+            key: temp_path("nokey.pem"),
+        };
+        assert!(matches!(build(&missing), Err(ServerError::Certificate(_))));
+    }
+
+    #[test]
+    fn generated_certificate_is_usable() {
+        let setup = build(&TlsSource::Generate).unwrap();
+        assert!(!setup.certificate.is_empty());
+    }
+}

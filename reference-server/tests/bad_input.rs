@@ -133,3 +133,58 @@ async fn shutdown_says_bye_to_open_sessions() {
         "listener still open"
     );
 }
+
+#[tokio::test]
+async fn pseudo_random_garbage_never_kills_the_session() {
+    let limits = Limits {
+        max_literal: 4096,
+        ..Limits::default()
+    };
+    let running = server_with(limits).await;
+    let mut c = Client::login(&running, "alice").await;
+    c.cmd("s SELECT INBOX").await;
+    // Deterministic LCG over an alphabet rich in IMAP syntax characters.
+    let alphabet = b"aZ09 ()[]{}<>\"\\*%+-.:,\r\n\x00\xff~BODYFETCH1";
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    for round in 0..200 {
+        let mut junk = Vec::new();
+        for _ in 0..(round % 60 + 1) {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            junk.push(alphabet[(state >> 33) as usize % alphabet.len()]);
+        }
+        // Never announce a literal: the server would wait for its bytes.
+        let junk: Vec<u8> = junk
+            .into_iter()
+            .filter(|&b| b != b'{' && b != b'}')
+            .collect();
+        c.send(&junk).await;
+        c.send(b"\r\n").await;
+    }
+    // Whatever the garbage did, a fresh tagged command still gets its answer.
+    let r = c.cmd("zz9 NOOP").await;
+    assert!(tagged(&r).starts_with("zz9 OK"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_a_client_that_stops_reading() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    let body = "x".repeat(1 << 20);
+    let msg = format!("Subject: big\r\n\r\n{body}\r\n");
+    c.send(format!("a APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()).as_bytes())
+        .await;
+    c.until_tag("a").await;
+    c.cmd("s SELECT INBOX").await;
+    // Ask for far more than the socket buffers hold, and never read it.
+    for i in 0..64 {
+        c.send(format!("f{i} FETCH 1 BODY.PEEK[]\r\n").as_bytes())
+            .await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), running.shutdown())
+        .await
+        .expect("shutdown finished although the client does not read");
+}

@@ -38,15 +38,38 @@ pub fn mailbox_error(e: MailboxError) -> Reply {
 }
 
 /// RFC 3501 6.3.8 wildcard match: `*` matches anything, `%` anything but the separator.
+/// Dynamic programming over (pattern, name) positions, so a pattern full of wildcards costs
+/// O(pattern x name) rather than exponential backtracking.
 pub fn wildcard(pattern: &[char], name: &[char]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some(('*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some(('%', rest)) => (0..=name.len())
-            .take_while(|&i| i == 0 || name[i - 1] != SEPARATOR)
-            .any(|i| wildcard(rest, &name[i..])),
-        Some((c, rest)) => name.first() == Some(c) && wildcard(rest, &name[1..]),
+    // reach[j]: the pattern prefix seen so far can match name[..j].
+    let mut reach = vec![false; name.len() + 1];
+    reach[0] = true;
+    for &p in pattern {
+        let mut next = vec![false; name.len() + 1];
+        match p {
+            '*' | '%' => {
+                // Extend any reachable position over zero or more allowed characters.
+                let mut open = false;
+                for j in 0..=name.len() {
+                    if reach[j] {
+                        open = true;
+                    } else if p == '%' && j > 0 && name[j - 1] == SEPARATOR {
+                        open = false;
+                    }
+                    next[j] = open;
+                }
+            }
+            c => {
+                for j in 0..name.len() {
+                    if reach[j] && name[j] == c {
+                        next[j + 1] = true;
+                    }
+                }
+            }
+        }
+        reach = next;
     }
+    reach[name.len()]
 }
 
 /// Matches with INBOX case-insensitive at the first level.
@@ -360,7 +383,12 @@ impl Session {
         let LiteralOrLiteral8::Literal(literal) = message else {
             return Err(Reply::no("literal8 needs BINARY, which is not offered"));
         };
-        let flags: Flags = flags.iter().map(|f| f.to_string()).collect();
+        // \Recent is the server's to set (RFC 3501 2.3.2); a client's is ignored.
+        let flags: Flags = flags
+            .iter()
+            .map(|f| f.to_string())
+            .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+            .collect();
         let internal_date = match date {
             Some(d) => *d.as_ref(),
             None => chrono::Local::now().fixed_offset(),
@@ -399,5 +427,12 @@ mod tests {
         assert!(list_match("Inbox/%", "INBOX/x"));
         assert!(!list_match("inboxes", "INBOX"));
         assert!(list_match("%b%", "abc"));
+        assert!(!list_match("%", "a/"));
+        assert!(list_match("a%/%", "ab/c"));
+        assert!(!list_match("a", "ab"));
+        assert!(list_match("", ""));
+        // A pathological pattern finishes quickly.
+        let stars = "*a".repeat(40) + "b";
+        assert!(!list_match(&stars, &"a".repeat(60)));
     }
 }

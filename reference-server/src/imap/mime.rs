@@ -364,13 +364,11 @@ fn extension_tail(out: &mut Vec<u8>, part: Option<&MessagePart<'_>>) {
     );
 }
 
+/// body-fld-lines: complete lines, i.e. line ends. A part's last line has no CRLF of its own
+/// (that CRLF belongs to the boundary delimiter, RFC 2046 5.1.1), so it is not counted; this is
+/// also what Dovecot and Cyrus report.
 fn count_lines(bytes: &[u8]) -> usize {
-    let lf = bytes.iter().filter(|&&b| b == b'\n').count();
-    if bytes.last().is_some_and(|&b| b != b'\n') {
-        lf + 1
-    } else {
-        lf
-    }
+    bytes.iter().filter(|&&b| b == b'\n').count()
 }
 
 /// BODY (`extended == false`) or BODYSTRUCTURE (`extended == true`) of a node.

@@ -124,7 +124,12 @@ pub(crate) struct Session {
     shutdown: watch::Receiver<bool>,
 }
 
+/// Bytes read from the socket at once; the Fragmentizer gets them in these chunks.
 const READ_CHUNK: usize = 16 * 1024;
+
+/// How long a closing `* BYE` may take to write: it is a courtesy, and a client that does not
+/// read must not hold up a server shutdown.
+const GOODBYE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Session {
     pub fn new(
@@ -189,14 +194,32 @@ impl Session {
         self.out.extend_from_slice(line.as_bytes());
     }
 
+    /// Writes the pending output. A client that stops reading cannot hold the session (or a
+    /// server shutdown) forever: the write gives up after the idle timeout or on shutdown.
     async fn flush(&mut self) -> Result<(), End> {
-        if !self.out.is_empty() {
-            trace!(bytes = self.out.len(), "send");
-            self.stream.write_all(&self.out).await?;
-            self.out.clear();
+        let timeout = self.shared.limits.idle_timeout;
+        let out = std::mem::take(&mut self.out);
+        trace!(bytes = out.len(), "send");
+        let write = async {
+            self.stream.write_all(&out).await?;
+            self.stream.flush().await
+        };
+        tokio::select! {
+            r = write => r?,
+            _ = tokio::time::sleep(timeout) => return Err(End::Timeout),
+            _ = wait_shutdown(&mut self.shutdown) => return Err(End::Shutdown),
         }
-        self.stream.flush().await?;
         Ok(())
+    }
+
+    /// Best-effort write of a closing BYE, bounded so it cannot delay a shutdown.
+    async fn flush_goodbye(&mut self) {
+        let out = std::mem::take(&mut self.out);
+        let write = async {
+            self.stream.write_all(&out).await?;
+            self.stream.flush().await
+        };
+        let _ = tokio::time::timeout(GOODBYE_TIMEOUT, write).await;
     }
 
     /// Serves the connection until logout, close, timeout or shutdown.
@@ -211,11 +234,11 @@ impl Session {
             Ok(()) => debug!("session logged out"),
             Err(End::Timeout) => {
                 self.untagged("BYE Autologout; idle for too long");
-                let _ = self.flush().await;
+                self.flush_goodbye().await;
             }
             Err(End::Shutdown) => {
                 self.untagged("BYE Server shutting down");
-                let _ = self.flush().await;
+                self.flush_goodbye().await;
             }
             Err(End::Io(e)) => debug!(error = %e, "session ended by I/O error"),
             Err(End::Closed) => debug!("client closed the connection"),
@@ -511,7 +534,12 @@ impl Session {
             return Err(End::Closed);
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&self.shared.tls));
-        let tls = acceptor.accept(tcp).await?;
+        let timeout = self.shared.limits.idle_timeout;
+        let tls = tokio::select! {
+            r = acceptor.accept(tcp) => r?,
+            _ = tokio::time::sleep(timeout) => return Err(End::Timeout),
+            _ = wait_shutdown(&mut self.shutdown) => return Err(End::Shutdown),
+        };
         self.stream = Stream::Tls(Box::new(tls));
         self.tls_active = true;
         // Anything pipelined after STARTTLS arrived in plaintext: drop it (RFC 3501 6.2.1).

@@ -74,10 +74,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 
     /// Reads whole response lines (literals folded in) until a line starting with `tag `.
+    /// Every response must decode with imap-codec's ResponseCodec: the server's output is
+    /// checked against the RFC 3501 grammar in every test.
     pub async fn until_tag(&mut self, tag: &str) -> Vec<String> {
         let mut lines = Vec::new();
         loop {
             let mut line = self.line().await;
+            let mut raw = line.clone().into_bytes();
+            raw.extend_from_slice(b"\r\n");
             // Fold literals: `{n}` at the end means n raw bytes follow, then the line goes on.
             while let Some(n) = literal_len(&line) {
                 while self.buf.len() < n {
@@ -90,10 +94,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     self.buf.extend_from_slice(&chunk[..got]);
                 }
                 let lit: Vec<u8> = self.buf.drain(..n).collect();
+                raw.extend_from_slice(&lit);
                 line.push_str("\r\n");
                 line.push_str(&String::from_utf8_lossy(&lit));
                 let rest = self.line().await;
+                raw.extend_from_slice(rest.as_bytes());
+                raw.extend_from_slice(b"\r\n");
                 line.push_str(&rest);
+            }
+            if !line.starts_with("<EOF>") {
+                check_grammar(&raw);
             }
             let done = line.starts_with(&format!("{tag} ")) || line.starts_with("<EOF>");
             lines.push(line);
@@ -111,6 +121,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     }
 }
 
+/// Panics unless `raw` is exactly one response as imap-codec parses it.
+pub fn check_grammar(raw: &[u8]) {
+    use imap_codec::ResponseCodec;
+    use imap_codec::decode::Decoder;
+    match ResponseCodec::default().decode(raw) {
+        Ok(([], _)) => {}
+        other => panic!(
+            "response does not parse ({:?}): {:?}",
+            other.map(|(rest, _)| rest.len()),
+            String::from_utf8_lossy(raw)
+        ),
+    }
+}
+
 fn literal_len(line: &str) -> Option<usize> {
     let inner = line.strip_suffix('}')?;
     let open = inner.rfind('{')?;
@@ -123,4 +147,14 @@ pub fn tagged(lines: &[String]) -> &str {
 
 pub fn has(lines: &[String], needle: &str) -> bool {
     lines.iter().any(|l| l.contains(needle))
+}
+
+pub fn check_greeting(line: &str) {
+    use imap_codec::GreetingCodec;
+    use imap_codec::decode::Decoder;
+    let raw = format!("{line}\r\n");
+    assert!(
+        matches!(GreetingCodec::default().decode(raw.as_bytes()), Ok(([], _))),
+        "greeting does not parse: {line}"
+    );
 }
