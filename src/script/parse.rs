@@ -384,7 +384,7 @@ fn convert(src: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScriptError> 
         ));
     }
     if let Some(i) = raw.spec.iter().position(|s| s.trim().is_empty()) {
-        let off = src.string_in("spec", "", 0).unwrap_or(at("spec"));
+        let off = src.string_in("spec", &raw.spec[i], 0).unwrap_or(at("spec"));
         return Err(src.error(off, format!("`spec` entry {} is empty", i + 1)));
     }
     let protocol = match &raw.protocol {
@@ -787,7 +787,8 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
             return Err(bad_prefix());
         };
         let prefix = &trimmed[..colon];
-        let (letter, rest) = prefix.split_at(prefix.len().min(1));
+        let first_len = prefix.chars().next().map_or(0, char::len_utf8);
+        let (letter, rest) = prefix.split_at(first_len);
         let (session, mark) = match rest.strip_suffix(['?', '!']) {
             Some(s) => (s, &rest[s.len()..]),
             None => (rest, ""),
@@ -892,6 +893,13 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
             ));
         }
         if let Some(p) = server {
+            if p.continues {
+                return Err(self.error(
+                    &p.first,
+                    p.first.content_col,
+                    "the server message's literal ends at a line end, so the message continues on a next S line (e.g. `S: )`), but the script ends",
+                ));
+            }
             return Err(self.unfinished(p.literal.as_ref(), None, &p.first));
         }
         Ok(self.steps)
@@ -1477,6 +1485,9 @@ S: A003 OK APPEND completed
                 &Bindings::default(),
             )
             .unwrap();
+        let e = fail(&with_script("", "S: * 1 FETCH (BODY[] {5}\nS: abc\n"));
+        assert_eq!(where_(&e), (6, 4));
+        assert!(e.message.contains("continues on a next S line"), "{e}");
         // Mid-line end.
         let s = parse(&with_script(
             "",
@@ -1616,6 +1627,9 @@ S: a1 OK"#,
         );
         let e = fail(&base.replace("[\"RFC 3501 6.3.11\"]", "[]"));
         assert_eq!(where_(&e), (4, 11));
+        let e = fail(&base.replace("[\"RFC 3501 6.3.11\"]", "[\"RFC 3501\", \" \"]"));
+        assert_eq!(where_(&e), (4, 24));
+        assert_eq!(e.message, "`spec` entry 2 is empty");
         let e = fail(&base.replace("title: \"t\"", "title: \" \""));
         assert_eq!(where_(&e), (3, 12));
         let e = fail(&with_script("    protocol: \"nntp\",\n", "C: a1 NOOP\n"));
@@ -1765,6 +1779,58 @@ S: a1 OK"#,
         let crlf_text = with_script("", "C: a1 NOOP\nS: a1 OK\n").replace('\n', "\r\n");
         let s = parse(&crlf_text);
         assert_eq!(s.steps.len(), 2);
+    }
+
+    /// Arbitrary scripts give an error or a scenario, never a panic.
+    #[test]
+    fn arbitrary_scripts_do_not_panic() {
+        const PIECES: &[&str] = &[
+            "C: ",
+            "S: ",
+            "S?: ",
+            "S!: ",
+            "C1: ",
+            "\n",
+            "a1 ",
+            "OK",
+            "{3}",
+            "{0}",
+            "{2+}",
+            "{x}",
+            "{mailbox}",
+            "(",
+            ")",
+            "[",
+            "]",
+            "\"",
+            "é",
+            "...",
+            "+ ",
+            "* ",
+            "# ",
+            "\r",
+            " ",
+            "ab",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+        let mut parsed = 0;
+        for _ in 0..3_000 {
+            let n = (next() % 30) as usize;
+            let script: String = (0..n)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            if parse_str(Path::new("f.ron"), &with_script("", &script)).is_ok() {
+                parsed += 1;
+            }
+        }
+        // Some random scripts are valid, so the generator reaches the step builder.
+        assert!(parsed > 0);
     }
 
     /// Every scenario in the repository parses.

@@ -572,7 +572,10 @@ impl<'a> Lexer<'a> {
                 Some(rest) if rest.starts_with(b"\n") => self.pos + 1,
                 _ => return self.err(start, "a literal announcement must end the line"),
             };
-            let Some(data) = self.input.get(after..after + count) else {
+            let data = after
+                .checked_add(count)
+                .and_then(|end| self.input.get(after..end));
+            let Some(data) = data else {
                 return self.err(
                     start,
                     format!(
@@ -1721,6 +1724,39 @@ mod tests {
         assert_eq!(e.column, 9);
         let e = Pattern::parse_words(b"250 {a:zzz}").unwrap_err();
         assert_eq!(e.column, 5);
+    }
+
+    /// Arbitrary input never panics the lexer or the matcher (a cheap, deterministic fuzz).
+    #[test]
+    fn arbitrary_input_does_not_panic() {
+        const ALPHABET: &[u8] =
+            b"* +aA1 0()[]{}\"\\\r\n.|:_~<>OKNOFETCHFLAGS99999999999999999999{_}{x:number}...";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let seeds = [
+            pat("* 1 FETCH (FLAGS ({f} ...) UID {u})"),
+            pat("a1 OK|NO [CAPABILITY ...]"),
+            pat("+ {c}"),
+        ];
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            if let Ok(p) = Pattern::parse(&input) {
+                let _ = p.matches(&input, &Bindings::default());
+            }
+            let _ = Pattern::parse_words(&input);
+            for p in &seeds {
+                let _ = p.matches(&input, &Bindings::default());
+            }
+        }
     }
 
     #[test]
