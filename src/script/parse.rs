@@ -826,8 +826,13 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
         }
         let message = if self.declared {
             let names: Vec<String> = self.sessions.keys().map(|k| format!("`{k}`")).collect();
+            let what = if session.is_empty() {
+                format!("the unnamed session (`{letter}:`)")
+            } else {
+                format!("session `{session}`")
+            };
             format!(
-                "session `{session}` is not declared in `sessions` (declared: {})",
+                "{what} is not declared in `sessions` (declared: {})",
                 names.join(", ")
             )
         } else {
@@ -1831,6 +1836,80 @@ S: a1 OK"#,
         }
         // Some random scripts are valid, so the generator reaches the step builder.
         assert!(parsed > 0);
+    }
+
+    /// The examples in docs/scenario-language.md parse: the RON example as a whole file, each
+    /// `text` block of script lines as a script.
+    #[test]
+    fn spec_examples_parse() {
+        let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenario-language.md");
+        let doc = std::fs::read_to_string(&doc_path).unwrap();
+        let mut blocks = Vec::new();
+        let mut current: Option<(String, String)> = None;
+        for line in doc.lines() {
+            match (&mut current, line.strip_prefix("```")) {
+                (None, Some(lang)) => current = Some((lang.to_owned(), String::new())),
+                (Some(_), Some(_)) => blocks.extend(current.take()),
+                (Some((_, body)), None) => {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+                (None, None) => {}
+            }
+        }
+        let mut scripts = 0;
+        for (lang, body) in &blocks {
+            match lang.as_str() {
+                "ron" => {
+                    let s = parse(body);
+                    assert_eq!(s.sessions.len(), 3);
+                    assert_eq!(s.seed.len(), 1);
+                }
+                "text" if body.starts_with("C") || body.starts_with("S") => {
+                    parse(&with_script("", body));
+                    scripts += 1;
+                }
+                _ => {}
+            }
+        }
+        assert!(scripts >= 3, "{blocks:?}");
+    }
+
+    /// The messages users see for broken scenarios.
+    #[test]
+    fn error_catalogue() {
+        let cases = [
+            ("", "X: a1 NOOP\n"),
+            ("", "C!: a1 NOOP\n"),
+            ("", "C2: a1 NOOP\n"),
+            ("    sessions: {\"1\": ()},\n", "C: a1 NOOP\n"),
+            ("", "C: a1 FETCH 1:* {x}\n"),
+            ("", "C: a1 FETCH {x:number}\n"),
+            ("", "C: a1 APPEND {mailbox} {20}\nC: short\nS: a1 OK\n"),
+            ("", "C: a1 APPEND {mailbox} {20}\nC: short\n"),
+            ("", "C: a1 APPEND {mailbox} {7}\nC: short\nS: a1 OK\n"),
+            ("", "C: a1 APPEND {mailbox} {3+}\nS: + ok\n"),
+            ("", "S: a1 MAYBE\n"),
+            ("", "S: a1 FETCH\n"),
+            ("", "S: * {x:float} EXISTS\n"),
+            ("", "S: * 1 FETCH (UID 1\n"),
+            ("", "S: * 1 FETCH (UID 1 FLAGS)\n"),
+            ("", "S: * SEARCH ... 1\n"),
+            ("", "S: * 1 FETCH (BODY[] {3+}\n"),
+            (
+                "    seed: [(mailbox: \"inbox\", message: \"x\")],\n",
+                "C: a1 NOOP\n",
+            ),
+            ("    mailboxes: [\"1x\"],\n", "C: a1 NOOP\n"),
+            ("    sessions: {\"a-b\": ()},\n", "C: a1 NOOP\n"),
+            ("    protocol: \"nntp\",\n", "C: a1 NOOP\n"),
+            ("    colour: 1,\n", "C: a1 NOOP\n"),
+        ];
+        let out: Vec<String> = cases
+            .iter()
+            .map(|(extra, script)| fail(&with_script(extra, script)).to_string())
+            .collect();
+        insta::assert_snapshot!(out.join("\n\n"));
     }
 
     /// Every scenario in the repository parses.
