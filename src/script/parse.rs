@@ -103,10 +103,8 @@ struct RawSeed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TokKind {
     Ident,
-    /// A string; `start..end` is its content, `raw` if written `r"..."` / `r#"..."#`.
-    Str {
-        raw: bool,
-    },
+    /// A string (plain or raw); `start..end` is its content.
+    Str,
     Punct,
 }
 
@@ -212,7 +210,7 @@ impl<'a> Source<'a> {
         let range = self.field(field)?;
         self.toks[range]
             .iter()
-            .filter(|t| matches!(t.kind, TokKind::Str { .. }) && self.str_content(t) == content)
+            .filter(|t| matches!(t.kind, TokKind::Str) && self.str_content(t) == content)
             .nth(nth)
             .map(|t| t.open)
     }
@@ -267,7 +265,7 @@ fn scan(text: &str) -> Vec<Tok> {
                 }
                 let end = i.min(b.len());
                 toks.push(Tok {
-                    kind: TokKind::Str { raw: false },
+                    kind: TokKind::Str,
                     open,
                     start,
                     end,
@@ -291,7 +289,7 @@ fn scan(text: &str) -> Vec<Tok> {
                     .position(|w| w == closing.as_slice())
                     .map_or(b.len(), |p| start + p);
                 toks.push(Tok {
-                    kind: TokKind::Str { raw: true },
+                    kind: TokKind::Str,
                     open: i,
                     start,
                     end,
@@ -598,7 +596,7 @@ impl<'a> ScriptSource<'a> {
             .and_then(|r| src.toks.get(r.start).copied());
         let exact = tok.and_then(|t| {
             let verbatim =
-                matches!(t.kind, TokKind::Str { .. }) && src.text.get(t.start..t.end) == Some(text);
+                matches!(t.kind, TokKind::Str) && src.text.get(t.start..t.end) == Some(text);
             verbatim.then_some(t.start)
         });
         ScriptSource {

@@ -184,7 +184,16 @@ impl fmt::Display for Item {
                 if s.iter().all(|&b| (b' '..0x7f).contains(&b)) {
                     f.write_str(&quote(s))
                 } else {
-                    write!(f, "{{{}}}", s.len())
+                    // A literal: its size, then a readable preview (escaped, cut at 60 bytes).
+                    const PREVIEW: usize = 60;
+                    let shown: String = s
+                        .iter()
+                        .take(PREVIEW)
+                        .flat_map(|&b| std::ascii::escape_default(b))
+                        .map(char::from)
+                        .collect();
+                    let more = if s.len() > PREVIEW { "..." } else { "" };
+                    write!(f, "{{{}}}\"{shown}{more}\"", s.len())
                 }
             }
             Item::Nil => f.write_str("NIL"),
@@ -1552,6 +1561,14 @@ mod tests {
             "* 1 FETCH (BODY[] {3}\r\nabd)\r\n",
         );
         assert_eq!(m, "FETCH BODY[]: expected \"abc\", got \"abd\"");
+        let m = no(
+            "* 1 FETCH (BODY[] {4}\r\nab\r\n)",
+            "* 1 FETCH (BODY[] {4}\r\nabc\n)\r\n",
+        );
+        assert_eq!(
+            m,
+            "FETCH BODY[]: expected {4}\"ab\\r\\n\", got {4}\"abc\\n\""
+        );
     }
 
     #[test]
