@@ -1572,6 +1572,17 @@ mod tests {
     }
 
     #[test]
+    fn literal8_and_quoted_braces() {
+        ok(
+            "* 1 FETCH (BINARY[] \"abc\")",
+            "* 1 FETCH (BINARY[] ~{3}\r\nabc)\r\n",
+        );
+        // A capture only stands for a whole value.
+        assert!(pat("* LIST () \"/\" \"{x}\"").capture_names().is_empty());
+        ok("* LIST () \"/\" \"{x}\"", "* LIST () \"/\" {3}\r\n{x}\r\n");
+    }
+
+    #[test]
     fn captures_bind_and_compare() {
         let b = ok("* {n:number} EXISTS", "* 17 EXISTS\r\n");
         assert_eq!(b.get("n"), Some(&Value::Number(17)));
