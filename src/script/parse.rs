@@ -2,7 +2,7 @@
 //! [`Scenario`], with every error placed at file:line:column.
 //!
 //! RON itself reports line:column. For everything checked after deserialising, a small scanner
-//! of the RON text ([`Source`]) finds where top-level fields and their strings are, and where the
+//! of the RON text (`Source`) finds where top-level fields and their strings are, and where the
 //! `script` string's content starts, so script lines carry their real file line numbers.
 
 use std::collections::{BTreeMap, BTreeSet};
