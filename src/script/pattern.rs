@@ -301,6 +301,8 @@ struct Lexer<'a> {
     input: &'a [u8],
     pos: usize,
     pattern: bool,
+    /// Start offsets of a data line's top-level items (for error columns).
+    starts: Vec<usize>,
 }
 
 type LexResult<T> = Result<T, PatternError>;
@@ -352,6 +354,7 @@ impl<'a> Lexer<'a> {
                     input: text,
                     pos: 0,
                     pattern: true,
+                    starts: Vec::new(),
                 };
                 match sub.item() {
                     Ok(c @ Item::Capture { .. }) if sub.at_eol() => Some(c),
@@ -470,6 +473,9 @@ impl<'a> Lexer<'a> {
                 _ => {}
             }
             let start = self.pos;
+            if close.is_none() {
+                self.starts.push(start);
+            }
             let item = self.item()?;
             if let Some(Item::Rest) = items.last() {
                 return self.err(start, "`...` must be the last item of a line or list");
@@ -641,6 +647,7 @@ impl Pattern {
             input: text,
             pos: 0,
             pattern: true,
+            starts: Vec::new(),
         };
         let message = lexer.message()?;
         // Anything after the line (and its literals) is not part of one message.
@@ -663,7 +670,7 @@ impl Pattern {
                     let n = list.iter().filter(|x| **x != Item::Rest).count();
                     if !n.is_multiple_of(2) {
                         return Err(PatternError {
-                            column: 1,
+                            column: lexer.starts.get(i).map_or(1, |p| p + 1),
                             message: format!(
                                 "{name} attributes must be name/value pairs: ({})",
                                 Joined(list)
@@ -710,6 +717,7 @@ impl Pattern {
                     input: word,
                     pos: 0,
                     pattern: true,
+                    starts: Vec::new(),
                 };
                 match lexer.brace() {
                     Ok(c @ Item::Capture { .. }) => c,
@@ -787,6 +795,7 @@ impl Pattern {
             input: actual,
             pos: 0,
             pattern: false,
+            starts: Vec::new(),
         };
         let got = lexer.message().map_err(|e| {
             Mismatch(format!(
