@@ -369,15 +369,15 @@ impl<'a> Lexer<'a> {
             });
         }
         let tag_start = self.pos;
+        if self.pattern && self.peek() == Some(b'{') {
+            return self.err(tag_start, "the tag must be written out, not captured");
+        }
         let tag = self.atom_text();
         if tag.is_empty() {
             return self.err(
                 tag_start,
                 "expected a tag, `*` or `+` at the start of the line",
             );
-        }
-        if self.pattern && tag.starts_with('{') {
-            return self.err(tag_start, "the tag must be written out, not captured");
         }
         self.skip_spaces();
         // Status responses: only the optional [code] is read, the text is ignored.
@@ -1717,7 +1717,12 @@ mod tests {
             "FETCH attributes must be name/value pairs: (UID 1 FLAGS ...)"
         );
         let e = perr("{x} OK");
-        assert!(e.message.contains("tag"));
+        assert_eq!(e.message, "the tag must be written out, not captured");
+        let e = perr("(x) OK");
+        assert_eq!(
+            e.message,
+            "expected a tag, `*` or `+` at the start of the line"
+        );
     }
 
     #[test]
