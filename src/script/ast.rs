@@ -257,6 +257,32 @@ impl std::fmt::Display for Template {
     }
 }
 
+impl Step {
+    /// The session the step belongs to.
+    pub fn session(&self) -> &str {
+        match self {
+            Step::Send { session, .. } | Step::Expect { session, .. } => session,
+        }
+    }
+}
+
+impl ClientMessage {
+    /// The whole message on the wire: each segment's text (variables substituted), then CRLF
+    /// and the literal's bytes if it has one; CRLF after the last segment. The engine sends a
+    /// synchronizing literal's part only after the continuation request.
+    pub fn to_bytes(&self, vars: &super::pattern::Bindings) -> Result<Vec<u8>, TemplateError> {
+        let mut out = Vec::new();
+        for segment in &self.segments {
+            out.extend_from_slice(segment.text.render(vars)?.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            if let Some(literal) = &segment.literal {
+                out.extend_from_slice(&literal.data);
+            }
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::pattern::{Bindings, Value};
@@ -286,6 +312,40 @@ mod tests {
         let t = Template::parse("x SEARCH SUBJECT \"{ }\" {5+}").unwrap();
         assert_eq!(t.vars().count(), 0);
         assert_eq!(t.render(&vars).unwrap(), "x SEARCH SUBJECT \"{ }\" {5+}");
+    }
+
+    #[test]
+    fn client_message_bytes() {
+        let m = ClientMessage {
+            loc: Loc {
+                file: "f".into(),
+                line: 1,
+                column: 1,
+            },
+            tag: Some("a1".into()),
+            segments: vec![
+                Segment {
+                    text: Template::parse("a1 LOGIN {user} {3}").unwrap(),
+                    literal: Some(Literal {
+                        data: b"a b".to_vec(),
+                        non_sync: false,
+                    }),
+                },
+                Segment {
+                    text: Template::parse("").unwrap(),
+                    literal: None,
+                },
+            ],
+        };
+        let mut vars = Bindings::default();
+        vars.insert("user", Value::Atom("alice".into()));
+        assert_eq!(m.to_bytes(&vars).unwrap(), b"a1 LOGIN alice {3}\r\na b\r\n");
+        assert!(m.to_bytes(&Bindings::default()).is_err());
+        let step = Step::Send {
+            session: "2".into(),
+            messages: vec![m],
+        };
+        assert_eq!(step.session(), "2");
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! [`Scenario`], with every error placed at file:line:column.
 //!
 //! RON itself reports line:column. For everything checked after deserialising, a small scanner
-//! of the RON text ([`Source`]) finds where top-level fields and their strings are, and where the
+//! of the RON text (`Source`) finds where top-level fields and their strings are, and where the
 //! `script` string's content starts, so script lines carry their real file line numbers.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -103,10 +103,8 @@ struct RawSeed {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TokKind {
     Ident,
-    /// A string; `start..end` is its content, `raw` if written `r"..."` / `r#"..."#`.
-    Str {
-        raw: bool,
-    },
+    /// A string (plain or raw); `start..end` is its content.
+    Str,
     Punct,
 }
 
@@ -212,7 +210,7 @@ impl<'a> Source<'a> {
         let range = self.field(field)?;
         self.toks[range]
             .iter()
-            .filter(|t| matches!(t.kind, TokKind::Str { .. }) && self.str_content(t) == content)
+            .filter(|t| matches!(t.kind, TokKind::Str) && self.str_content(t) == content)
             .nth(nth)
             .map(|t| t.open)
     }
@@ -267,7 +265,7 @@ fn scan(text: &str) -> Vec<Tok> {
                 }
                 let end = i.min(b.len());
                 toks.push(Tok {
-                    kind: TokKind::Str { raw: false },
+                    kind: TokKind::Str,
                     open,
                     start,
                     end,
@@ -291,7 +289,7 @@ fn scan(text: &str) -> Vec<Tok> {
                     .position(|w| w == closing.as_slice())
                     .map_or(b.len(), |p| start + p);
                 toks.push(Tok {
-                    kind: TokKind::Str { raw: true },
+                    kind: TokKind::Str,
                     open: i,
                     start,
                     end,
@@ -384,7 +382,7 @@ fn convert(src: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScriptError> 
         ));
     }
     if let Some(i) = raw.spec.iter().position(|s| s.trim().is_empty()) {
-        let off = src.string_in("spec", "", 0).unwrap_or(at("spec"));
+        let off = src.string_in("spec", &raw.spec[i], 0).unwrap_or(at("spec"));
         return Err(src.error(off, format!("`spec` entry {} is empty", i + 1)));
     }
     let protocol = match &raw.protocol {
@@ -598,7 +596,7 @@ impl<'a> ScriptSource<'a> {
             .and_then(|r| src.toks.get(r.start).copied());
         let exact = tok.and_then(|t| {
             let verbatim =
-                matches!(t.kind, TokKind::Str { .. }) && src.text.get(t.start..t.end) == Some(text);
+                matches!(t.kind, TokKind::Str) && src.text.get(t.start..t.end) == Some(text);
             verbatim.then_some(t.start)
         });
         ScriptSource {
@@ -787,7 +785,8 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
             return Err(bad_prefix());
         };
         let prefix = &trimmed[..colon];
-        let (letter, rest) = prefix.split_at(prefix.len().min(1));
+        let first_len = prefix.chars().next().map_or(0, char::len_utf8);
+        let (letter, rest) = prefix.split_at(first_len);
         let (session, mark) = match rest.strip_suffix(['?', '!']) {
             Some(s) => (s, &rest[s.len()..]),
             None => (rest, ""),
@@ -825,8 +824,13 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
         }
         let message = if self.declared {
             let names: Vec<String> = self.sessions.keys().map(|k| format!("`{k}`")).collect();
+            let what = if session.is_empty() {
+                format!("the unnamed session (`{letter}:`)")
+            } else {
+                format!("session `{session}`")
+            };
             format!(
-                "session `{session}` is not declared in `sessions` (declared: {})",
+                "{what} is not declared in `sessions` (declared: {})",
                 names.join(", ")
             )
         } else {
@@ -892,6 +896,13 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
             ));
         }
         if let Some(p) = server {
+            if p.continues {
+                return Err(self.error(
+                    &p.first,
+                    p.first.content_col,
+                    "the server message's literal ends at a line end, so the message continues on a next S line (e.g. `S: )`), but the script ends",
+                ));
+            }
             return Err(self.unfinished(p.literal.as_ref(), None, &p.first));
         }
         Ok(self.steps)
@@ -1477,6 +1488,9 @@ S: A003 OK APPEND completed
                 &Bindings::default(),
             )
             .unwrap();
+        let e = fail(&with_script("", "S: * 1 FETCH (BODY[] {5}\nS: abc\n"));
+        assert_eq!(where_(&e), (6, 4));
+        assert!(e.message.contains("continues on a next S line"), "{e}");
         // Mid-line end.
         let s = parse(&with_script(
             "",
@@ -1616,6 +1630,9 @@ S: a1 OK"#,
         );
         let e = fail(&base.replace("[\"RFC 3501 6.3.11\"]", "[]"));
         assert_eq!(where_(&e), (4, 11));
+        let e = fail(&base.replace("[\"RFC 3501 6.3.11\"]", "[\"RFC 3501\", \" \"]"));
+        assert_eq!(where_(&e), (4, 24));
+        assert_eq!(e.message, "`spec` entry 2 is empty");
         let e = fail(&base.replace("title: \"t\"", "title: \" \""));
         assert_eq!(where_(&e), (3, 12));
         let e = fail(&with_script("    protocol: \"nntp\",\n", "C: a1 NOOP\n"));
@@ -1765,6 +1782,132 @@ S: a1 OK"#,
         let crlf_text = with_script("", "C: a1 NOOP\nS: a1 OK\n").replace('\n', "\r\n");
         let s = parse(&crlf_text);
         assert_eq!(s.steps.len(), 2);
+    }
+
+    /// Arbitrary scripts give an error or a scenario, never a panic.
+    #[test]
+    fn arbitrary_scripts_do_not_panic() {
+        const PIECES: &[&str] = &[
+            "C: ",
+            "S: ",
+            "S?: ",
+            "S!: ",
+            "C1: ",
+            "\n",
+            "a1 ",
+            "OK",
+            "{3}",
+            "{0}",
+            "{2+}",
+            "{x}",
+            "{mailbox}",
+            "(",
+            ")",
+            "[",
+            "]",
+            "\"",
+            "é",
+            "...",
+            "+ ",
+            "* ",
+            "# ",
+            "\r",
+            " ",
+            "ab",
+        ];
+        let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        };
+        let mut parsed = 0;
+        for _ in 0..3_000 {
+            let n = (next() % 30) as usize;
+            let script: String = (0..n)
+                .map(|_| PIECES[(next() % PIECES.len() as u64) as usize])
+                .collect();
+            if parse_str(Path::new("f.ron"), &with_script("", &script)).is_ok() {
+                parsed += 1;
+            }
+        }
+        // Some random scripts are valid, so the generator reaches the step builder.
+        assert!(parsed > 0);
+    }
+
+    /// The examples in docs/scenario-language.md parse: the RON example as a whole file, each
+    /// `text` block of script lines as a script.
+    #[test]
+    fn spec_examples_parse() {
+        let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/scenario-language.md");
+        let doc = std::fs::read_to_string(&doc_path).unwrap();
+        let mut blocks = Vec::new();
+        let mut current: Option<(String, String)> = None;
+        for line in doc.lines() {
+            match (&mut current, line.strip_prefix("```")) {
+                (None, Some(lang)) => current = Some((lang.to_owned(), String::new())),
+                (Some(_), Some(_)) => blocks.extend(current.take()),
+                (Some((_, body)), None) => {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+                (None, None) => {}
+            }
+        }
+        let mut scripts = 0;
+        for (lang, body) in &blocks {
+            match lang.as_str() {
+                "ron" => {
+                    let s = parse(body);
+                    assert_eq!(s.sessions.len(), 3);
+                    assert_eq!(s.seed.len(), 1);
+                }
+                "text" if body.starts_with("C") || body.starts_with("S") => {
+                    parse(&with_script("", body));
+                    scripts += 1;
+                }
+                _ => {}
+            }
+        }
+        assert!(scripts >= 3, "{blocks:?}");
+    }
+
+    /// The messages users see for broken scenarios.
+    #[test]
+    fn error_catalogue() {
+        let cases = [
+            ("", "X: a1 NOOP\n"),
+            ("", "C!: a1 NOOP\n"),
+            ("", "C2: a1 NOOP\n"),
+            ("    sessions: {\"1\": ()},\n", "C: a1 NOOP\n"),
+            ("", "C: a1 FETCH 1:* {x}\n"),
+            ("", "C: a1 FETCH {x:number}\n"),
+            ("", "C: a1 APPEND {mailbox} {20}\nC: short\nS: a1 OK\n"),
+            ("", "C: a1 APPEND {mailbox} {20}\nC: short\n"),
+            ("", "C: a1 APPEND {mailbox} {7}\nC: short\nS: a1 OK\n"),
+            ("", "C: a1 APPEND {mailbox} {3+}\nS: + ok\n"),
+            ("", "S: a1 MAYBE\n"),
+            ("", "S: a1 FETCH\n"),
+            ("", "S: * {x:float} EXISTS\n"),
+            ("", "S: * 1 FETCH (UID 1\n"),
+            ("", "S: * 1 FETCH (UID 1 FLAGS)\n"),
+            ("", "S: * SEARCH ... 1\n"),
+            ("", "S: * 1 FETCH (BODY[] {3+}\n"),
+            (
+                "    seed: [(mailbox: \"inbox\", message: \"x\")],\n",
+                "C: a1 NOOP\n",
+            ),
+            ("    mailboxes: [\"1x\"],\n", "C: a1 NOOP\n"),
+            ("    sessions: {\"a-b\": ()},\n", "C: a1 NOOP\n"),
+            ("    protocol: \"nntp\",\n", "C: a1 NOOP\n"),
+            ("    colour: 1,\n", "C: a1 NOOP\n"),
+        ];
+        let out: Vec<String> = cases
+            .iter()
+            .map(|(extra, script)| fail(&with_script(extra, script)).to_string())
+            .collect();
+        insta::assert_snapshot!(out.join("\n\n"));
     }
 
     /// Every scenario in the repository parses.

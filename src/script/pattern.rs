@@ -184,7 +184,16 @@ impl fmt::Display for Item {
                 if s.iter().all(|&b| (b' '..0x7f).contains(&b)) {
                     f.write_str(&quote(s))
                 } else {
-                    write!(f, "{{{}}}", s.len())
+                    // A literal: its size, then a readable preview (escaped, cut at 60 bytes).
+                    const PREVIEW: usize = 60;
+                    let shown: String = s
+                        .iter()
+                        .take(PREVIEW)
+                        .flat_map(|&b| std::ascii::escape_default(b))
+                        .map(char::from)
+                        .collect();
+                    let more = if s.len() > PREVIEW { "..." } else { "" };
+                    write!(f, "{{{}}}\"{shown}{more}\"", s.len())
                 }
             }
             Item::Nil => f.write_str("NIL"),
@@ -292,6 +301,8 @@ struct Lexer<'a> {
     input: &'a [u8],
     pos: usize,
     pattern: bool,
+    /// Start offsets of a data line's top-level items (for error columns).
+    starts: Vec<usize>,
 }
 
 type LexResult<T> = Result<T, PatternError>;
@@ -343,6 +354,7 @@ impl<'a> Lexer<'a> {
                     input: text,
                     pos: 0,
                     pattern: true,
+                    starts: Vec::new(),
                 };
                 match sub.item() {
                     Ok(c @ Item::Capture { .. }) if sub.at_eol() => Some(c),
@@ -357,15 +369,15 @@ impl<'a> Lexer<'a> {
             });
         }
         let tag_start = self.pos;
+        if self.pattern && self.peek() == Some(b'{') {
+            return self.err(tag_start, "the tag must be written out, not captured");
+        }
         let tag = self.atom_text();
         if tag.is_empty() {
             return self.err(
                 tag_start,
                 "expected a tag, `*` or `+` at the start of the line",
             );
-        }
-        if self.pattern && tag.starts_with('{') {
-            return self.err(tag_start, "the tag must be written out, not captured");
         }
         self.skip_spaces();
         // Status responses: only the optional [code] is read, the text is ignored.
@@ -461,6 +473,9 @@ impl<'a> Lexer<'a> {
                 _ => {}
             }
             let start = self.pos;
+            if close.is_none() {
+                self.starts.push(start);
+            }
             let item = self.item()?;
             if let Some(Item::Rest) = items.last() {
                 return self.err(start, "`...` must be the last item of a line or list");
@@ -572,7 +587,10 @@ impl<'a> Lexer<'a> {
                 Some(rest) if rest.starts_with(b"\n") => self.pos + 1,
                 _ => return self.err(start, "a literal announcement must end the line"),
             };
-            let Some(data) = self.input.get(after..after + count) else {
+            let data = after
+                .checked_add(count)
+                .and_then(|end| self.input.get(after..end));
+            let Some(data) = data else {
                 return self.err(
                     start,
                     format!(
@@ -629,6 +647,7 @@ impl Pattern {
             input: text,
             pos: 0,
             pattern: true,
+            starts: Vec::new(),
         };
         let message = lexer.message()?;
         // Anything after the line (and its literals) is not part of one message.
@@ -651,7 +670,7 @@ impl Pattern {
                     let n = list.iter().filter(|x| **x != Item::Rest).count();
                     if !n.is_multiple_of(2) {
                         return Err(PatternError {
-                            column: 1,
+                            column: lexer.starts.get(i).map_or(1, |p| p + 1),
                             message: format!(
                                 "{name} attributes must be name/value pairs: ({})",
                                 Joined(list)
@@ -698,6 +717,7 @@ impl Pattern {
                     input: word,
                     pos: 0,
                     pattern: true,
+                    starts: Vec::new(),
                 };
                 match lexer.brace() {
                     Ok(c @ Item::Capture { .. }) => c,
@@ -775,6 +795,7 @@ impl Pattern {
             input: actual,
             pos: 0,
             pattern: false,
+            starts: Vec::new(),
         };
         let got = lexer.message().map_err(|e| {
             Mismatch(format!(
@@ -1549,6 +1570,25 @@ mod tests {
             "* 1 FETCH (BODY[] {3}\r\nabd)\r\n",
         );
         assert_eq!(m, "FETCH BODY[]: expected \"abc\", got \"abd\"");
+        let m = no(
+            "* 1 FETCH (BODY[] {4}\r\nab\r\n)",
+            "* 1 FETCH (BODY[] {4}\r\nabc\n)\r\n",
+        );
+        assert_eq!(
+            m,
+            "FETCH BODY[]: expected {4}\"ab\\r\\n\", got {4}\"abc\\n\""
+        );
+    }
+
+    #[test]
+    fn literal8_and_quoted_braces() {
+        ok(
+            "* 1 FETCH (BINARY[] \"abc\")",
+            "* 1 FETCH (BINARY[] ~{3}\r\nabc)\r\n",
+        );
+        // A capture only stands for a whole value.
+        assert!(pat("* LIST () \"/\" \"{x}\"").capture_names().is_empty());
+        ok("* LIST () \"/\" \"{x}\"", "* LIST () \"/\" {3}\r\n{x}\r\n");
     }
 
     #[test]
@@ -1677,7 +1717,12 @@ mod tests {
             "FETCH attributes must be name/value pairs: (UID 1 FLAGS ...)"
         );
         let e = perr("{x} OK");
-        assert!(e.message.contains("tag"));
+        assert_eq!(e.message, "the tag must be written out, not captured");
+        let e = perr("(x) OK");
+        assert_eq!(
+            e.message,
+            "expected a tag, `*` or `+` at the start of the line"
+        );
     }
 
     #[test]
@@ -1721,6 +1766,39 @@ mod tests {
         assert_eq!(e.column, 9);
         let e = Pattern::parse_words(b"250 {a:zzz}").unwrap_err();
         assert_eq!(e.column, 5);
+    }
+
+    /// Arbitrary input never panics the lexer or the matcher (a cheap, deterministic fuzz).
+    #[test]
+    fn arbitrary_input_does_not_panic() {
+        const ALPHABET: &[u8] =
+            b"* +aA1 0()[]{}\"\\\r\n.|:_~<>OKNOFETCHFLAGS99999999999999999999{_}{x:number}...";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        };
+        let seeds = [
+            pat("* 1 FETCH (FLAGS ({f} ...) UID {u})"),
+            pat("a1 OK|NO [CAPABILITY ...]"),
+            pat("+ {c}"),
+        ];
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let input: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            if let Ok(p) = Pattern::parse(&input) {
+                let _ = p.matches(&input, &Bindings::default());
+            }
+            let _ = Pattern::parse_words(&input);
+            for p in &seeds {
+                let _ = p.matches(&input, &Bindings::default());
+            }
+        }
     }
 
     #[test]
