@@ -144,15 +144,52 @@ pub fn verdict(
 /// The part of a transcript kept as a snapshot: the script's sessions (their own login and
 /// SELECT included), not the harness's fixture connection, whose traffic says nothing
 /// about the scenario and would make every snapshot change with any fixture detail.
+///
+/// Responses to pipelined commands (two or more sent before the server answered) are put in
+/// a canonical order: RFC 3501 5.5 lets a server run them concurrently, and Dovecot's order
+/// varies from run to run. The checks still see the real order.
 pub fn snapshot_view(transcript: &crate::report::Transcript) -> crate::report::Transcript {
-    crate::report::Transcript {
-        entries: transcript
-            .entries
-            .iter()
-            .filter(|e| e.session != runner::SETUP_SESSION)
-            .cloned()
-            .collect(),
+    use crate::report::Direction;
+    use std::collections::BTreeMap;
+
+    let mut entries: Vec<_> = transcript
+        .entries
+        .iter()
+        .filter(|e| e.session != runner::SETUP_SESSION)
+        .cloned()
+        .collect();
+    // Per session: client messages sent since its last server message, and the positions
+    // of the server messages answering a pipelined batch.
+    let mut sent: BTreeMap<String, usize> = BTreeMap::new();
+    let mut batch: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        match e.direction {
+            Direction::Client => {
+                if let Some(group) = batch.remove(&e.session) {
+                    groups.push(group);
+                }
+                *sent.entry(e.session.clone()).or_default() += 1;
+            }
+            Direction::Server => {
+                let n = sent.insert(e.session.clone(), 0).unwrap_or(0);
+                if n >= 2 {
+                    batch.insert(e.session.clone(), vec![i]);
+                } else if let Some(group) = batch.get_mut(&e.session) {
+                    group.push(i);
+                }
+            }
+        }
     }
+    groups.extend(batch.into_values());
+    for group in groups {
+        let mut bytes: Vec<Vec<u8>> = group.iter().map(|&i| entries[i].bytes.clone()).collect();
+        bytes.sort();
+        for (&i, b) in group.iter().zip(bytes) {
+            entries[i].bytes = b;
+        }
+    }
+    crate::report::Transcript { entries }
 }
 
 /// Re-decide an outcome's status after the snapshot comparison added a problem.
@@ -192,6 +229,40 @@ mod tests {
             bytes: Vec::new(),
             loc: None,
         }
+    }
+
+    fn entry(session: &str, direction: crate::report::Direction, text: &str) -> crate::report::TranscriptEntry {
+        crate::report::TranscriptEntry {
+            session: session.to_string(),
+            direction,
+            setup: false,
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn pipelined_responses_get_a_canonical_order_and_others_keep_theirs() {
+        use crate::report::Direction::{Client, Server};
+        let t = |order: [&str; 3]| crate::report::Transcript {
+            entries: vec![
+                entry("", Client, "a1 NOOP\r\n"),
+                entry("", Client, "a2 SEARCH ALL\r\n"),
+                entry("", Server, order[0]),
+                entry("", Server, order[1]),
+                entry("", Server, order[2]),
+                entry("", Client, "a3 NOOP\r\n"),
+                entry("", Server, "* 3 EXISTS\r\n"),
+                entry("", Server, "a3 OK\r\n"),
+                entry(runner::SETUP_SESSION, Client, "mt1 LOGOUT\r\n"),
+            ],
+        };
+        let one = snapshot_view(&t(["a1 OK\r\n", "* SEARCH 1\r\n", "a2 OK\r\n"]));
+        let two = snapshot_view(&t(["* SEARCH 1\r\n", "a2 OK\r\n", "a1 OK\r\n"]));
+        assert_eq!(one, two);
+        assert_eq!(one.entries.len(), 8, "the fixture connection is left out");
+        // A single command's responses keep the server's order.
+        assert_eq!(one.entries[6].bytes, b"* 3 EXISTS\r\n");
+        assert_eq!(one.entries[7].bytes, b"a3 OK\r\n");
     }
 
     #[test]
