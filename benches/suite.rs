@@ -57,7 +57,11 @@ async fn run_suite(target: Target, scenarios: &[Arc<Scenario>], jobs: usize) -> 
     while let Some(r) = set.join_next().await {
         let Ok(raw) = r else { continue };
         let t = raw.outcome.transcript;
-        out.commands += t.entries.iter().filter(|e| e.direction == Direction::Client).count();
+        out.commands += t
+            .entries
+            .iter()
+            .filter(|e| e.direction == Direction::Client)
+            .count();
         out.messages += t.entries.len();
         if raw.outcome.status.is_unexpected_failure() {
             out.failed += 1;
@@ -111,13 +115,19 @@ fn replay_cost(transcripts: &[Transcript]) {
     for _ in 0..REPLAY_ROUNDS {
         for t in transcripts {
             let mut greeted = std::collections::BTreeSet::new();
-            for e in t.entries.iter().filter(|e| e.direction == Direction::Server) {
+            for e in t
+                .entries
+                .iter()
+                .filter(|e| e.direction == Direction::Server)
+            {
                 let p = if greeted.insert(e.session.as_str()) {
                     decode_greeting(&e.bytes)
                 } else {
                     decode_response(&e.bytes)
                 };
-                parsed += std::hint::black_box(matches!(p, mailtape::proto::imap::Parsed::Response(_))) as usize;
+                parsed +=
+                    std::hint::black_box(matches!(p, mailtape::proto::imap::Parsed::Response(_)))
+                        as usize;
             }
         }
     }
@@ -170,7 +180,10 @@ fn replay_cost(transcripts: &[Transcript]) {
         "harness cost per message ({} messages x {REPLAY_ROUNDS} rounds):",
         messages
     );
-    println!("  imap-codec parse only (baseline) {:>8.2} µs", per(baseline));
+    println!(
+        "  imap-codec parse only (baseline) {:>8.2} µs",
+        per(baseline)
+    );
     println!(
         "  parse + always-on checks         {:>8.2} µs  ({:.2}x baseline; {} violations seen)",
         per(checked),
@@ -186,7 +199,10 @@ fn replay_cost(transcripts: &[Transcript]) {
 }
 
 fn main() {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => panic!("runtime: {e}"),
     };
@@ -231,7 +247,9 @@ fn main() {
                     dc4.wall.as_secs_f64() / ref4.wall.as_secs_f64()
                 );
             }
-            Err(_) => println!("dovecot: skipped (MAILTAPE_DOVECOT_IMAP not set; see ci/dovecot.sh)"),
+            Err(_) => {
+                println!("dovecot: skipped (MAILTAPE_DOVECOT_IMAP not set; see ci/dovecot.sh)")
+            }
         }
         replay_cost(&ref1.transcripts);
     });

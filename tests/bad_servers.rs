@@ -23,8 +23,16 @@ fn target(addr: std::net::SocketAddr) -> Target {
             port: addr.port(),
         }],
         accounts: vec![
-            Account { name: "alice".into(), login: "alice".into(), password: "alicepw".into() },
-            Account { name: "bob".into(), login: "bob".into(), password: "bobpw".into() },
+            Account {
+                name: "alice".into(),
+                login: "alice".into(),
+                password: "alicepw".into(),
+            },
+            Account {
+                name: "bob".into(),
+                login: "bob".into(),
+                password: "bobpw".into(),
+            },
         ],
         tls: TlsOptions::default(),
         domain: None,
@@ -71,8 +79,18 @@ async fn a_completion_with_the_wrong_tag_is_caught() {
     })
     .await;
     assert_eq!(o.status, Status::Fail);
-    assert!(rules(&o).contains(&"imap.tag.unknown"), "{:?}", o.violations);
-    assert!(o.problems.iter().any(|p| matches!(p, Problem::Timeout { .. })), "{:?}", o.problems);
+    assert!(
+        rules(&o).contains(&"imap.tag.unknown"),
+        "{:?}",
+        o.violations
+    );
+    assert!(
+        o.problems
+            .iter()
+            .any(|p| matches!(p, Problem::Timeout { .. })),
+        "{:?}",
+        o.problems
+    );
 }
 
 #[tokio::test]
@@ -97,13 +115,25 @@ async fn a_missing_completion_is_a_bounded_timeout_naming_the_line() {
 
 #[tokio::test]
 async fn garbage_is_a_syntax_violation_and_the_session_goes_on() {
-    let o = run_against("C: a1 NOOP\nS: a1 OK\nC: a2 NOOP\nS: a2 OK", "", |c| match (c.verb, c.tag) {
-        ("NOOP", "a1") => Reply::Bytes(b"\x00\xff}{ garbage (((\r\na1 OK done\r\n".to_vec()),
-        _ => Reply::Default,
-    })
+    let o = run_against(
+        "C: a1 NOOP\nS: a1 OK\nC: a2 NOOP\nS: a2 OK",
+        "",
+        |c| match (c.verb, c.tag) {
+            ("NOOP", "a1") => Reply::Bytes(b"\x00\xff}{ garbage (((\r\na1 OK done\r\n".to_vec()),
+            _ => Reply::Default,
+        },
+    )
     .await;
-    assert!(rules(&o).contains(&"imap.syntax.response"), "{:?}", o.violations);
-    assert!(o.problems.is_empty(), "the session must go on: {:?}", o.problems);
+    assert!(
+        rules(&o).contains(&"imap.syntax.response"),
+        "{:?}",
+        o.violations
+    );
+    assert!(
+        o.problems.is_empty(),
+        "the session must go on: {:?}",
+        o.problems
+    );
 }
 
 #[tokio::test]
@@ -113,7 +143,11 @@ async fn a_bare_lf_line_ending_is_caught() {
         _ => Reply::Default,
     })
     .await;
-    assert!(rules(&o).contains(&"imap.syntax.crlf"), "{:?}", o.violations);
+    assert!(
+        rules(&o).contains(&"imap.syntax.crlf"),
+        "{:?}",
+        o.violations
+    );
 }
 
 #[tokio::test]
@@ -127,7 +161,11 @@ async fn a_literal_longer_than_announced_breaks_the_syntax() {
         },
     )
     .await;
-    assert!(rules(&o).contains(&"imap.syntax.response"), "{:?}", o.violations);
+    assert!(
+        rules(&o).contains(&"imap.syntax.response"),
+        "{:?}",
+        o.violations
+    );
 }
 
 #[tokio::test]
@@ -136,7 +174,9 @@ async fn a_literal_cut_off_by_a_disconnect_is_reported() {
         "C: a1 FETCH 1 BODY[]\nS: a1 OK",
         r#"sessions: {"": (user: "alice", state: "selected")},"#,
         |c| match c.verb {
-            "FETCH" => Reply::BytesThenClose(b"* 1 FETCH (BODY[] {100}\r\nonly a few bytes".to_vec()),
+            "FETCH" => {
+                Reply::BytesThenClose(b"* 1 FETCH (BODY[] {100}\r\nonly a few bytes".to_vec())
+            }
             _ => Reply::Default,
         },
     )
@@ -175,7 +215,11 @@ async fn uids_going_backwards_are_caught() {
         },
     )
     .await;
-    assert!(rules(&o).contains(&"imap.uid.ascending"), "{:?}", o.violations);
+    assert!(
+        rules(&o).contains(&"imap.uid.ascending"),
+        "{:?}",
+        o.violations
+    );
 }
 
 #[tokio::test]
@@ -198,11 +242,21 @@ S2: b1 OK";
         },
     )
     .await;
-    assert!(rules(&o).contains(&"imap.flags.persist"), "{:?}", o.violations);
+    assert!(
+        rules(&o).contains(&"imap.flags.persist"),
+        "{:?}",
+        o.violations
+    );
 }
 
 #[tokio::test]
 async fn a_healthy_fake_passes() {
     let o = run_against("C: a1 NOOP\nS: a1 OK", "", |_| Reply::Default).await;
-    assert_eq!(o.status, Status::Pass, "{:?} {:?}", o.problems, o.violations);
+    assert_eq!(
+        o.status,
+        Status::Pass,
+        "{:?} {:?}",
+        o.problems,
+        o.violations
+    );
 }

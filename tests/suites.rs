@@ -23,7 +23,8 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 #[test]
 fn imap_suite_passes_against_the_reference_server() {
-    let (code, stdout, stderr) = run(mailtape().args(["run", "scenarios/imap", "--format", "json"]));
+    let (code, stdout, stderr) =
+        run(mailtape().args(["run", "scenarios/imap", "--format", "json"]));
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
     let report: serde_json::Value = match serde_json::from_str(&stdout) {
         Ok(v) => v,
@@ -32,7 +33,10 @@ fn imap_suite_passes_against_the_reference_server() {
     let summary = &report["summary"];
     assert!(summary["total"].as_u64().unwrap_or(0) >= 40, "{summary}");
     assert_eq!(summary["failed"], 0, "{summary}");
-    assert_eq!(summary["expected_failures"], 0, "the reference server has none: {summary}");
+    assert_eq!(
+        summary["expected_failures"], 0,
+        "the reference server has none: {summary}"
+    );
 }
 
 /// Runs the IMAP suite against a Dovecot started by `ci/dovecot.sh`, if one is configured.
@@ -47,7 +51,16 @@ fn dovecot_suite(name: &str, url_var: &str, ca: Option<String>) {
     let target = format!("{name}={url}");
     let mut cmd = mailtape();
     // One scenario at a time: see the note on Dovecot's CREATE race in .ci/run.
-    cmd.args(["run", "scenarios/imap", "--target", &target, "--account", "bob:bobpw", "--jobs", "1"]);
+    cmd.args([
+        "run",
+        "scenarios/imap",
+        "--target",
+        &target,
+        "--account",
+        "bob:bobpw",
+        "--jobs",
+        "1",
+    ]);
     if let Some(ca) = ca {
         cmd.args(["--ca-file", &ca]);
     }
@@ -57,7 +70,11 @@ fn dovecot_suite(name: &str, url_var: &str, ca: Option<String>) {
 
 #[test]
 fn imap_suite_against_dovecot() {
-    dovecot_suite("dovecot", "MAILTAPE_DOVECOT_IMAP", std::env::var("MAILTAPE_DOVECOT_CA").ok());
+    dovecot_suite(
+        "dovecot",
+        "MAILTAPE_DOVECOT_IMAP",
+        std::env::var("MAILTAPE_DOVECOT_CA").ok(),
+    );
 }
 
 #[test]
@@ -86,8 +103,14 @@ fn a_malformed_scenario_is_reported_and_the_others_still_run() {
     }
     let (code, stdout, stderr) = run(mailtape().arg("run").arg(dir.path()).env("CI", ""));
     assert_eq!(code, 1, "stdout:\n{stdout}\nstderr:\n{stderr}");
-    assert!(stdout.contains("bad.ron:2:"), "the error names file:line:col:\n{stdout}");
-    assert!(stdout.contains("t.good"), "the good scenario still ran:\n{stdout}");
+    assert!(
+        stdout.contains("bad.ron:2:"),
+        "the error names file:line:col:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("t.good"),
+        "the good scenario still ran:\n{stdout}"
+    );
 }
 
 #[test]

@@ -134,7 +134,10 @@ pub enum CliError {
 pub fn main() -> u8 {
     let cli = Cli::parse();
     init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -179,7 +182,10 @@ mod tests {
     #[test]
     fn run_defaults_to_the_scenarios_directory() {
         let cli = Cli::try_parse_from(["mailtape", "run"]).map_err(|e| e.to_string());
-        let Ok(Cli { command: Command::Run(args) }) = cli else {
+        let Ok(Cli {
+            command: Command::Run(args),
+        }) = cli
+        else {
             panic!("run should parse: {cli:?}");
         };
         assert_eq!(args.paths, vec![PathBuf::from("scenarios")]);

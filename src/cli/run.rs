@@ -28,7 +28,10 @@ pub fn discover(paths: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
         } else if p.is_file() {
             files.push(p.clone());
         } else {
-            return Err(CliError::Config(format!("{}: no such file or directory", p.display())));
+            return Err(CliError::Config(format!(
+                "{}: no such file or directory",
+                p.display()
+            )));
         }
     }
     files.sort();
@@ -190,7 +193,9 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
     }
     let files = discover(&args.paths)?;
     if files.is_empty() {
-        return Err(CliError::Config("no scenario files (*.ron) found".to_string()));
+        return Err(CliError::Config(
+            "no scenario files (*.ron) found".to_string(),
+        ));
     }
     let mut targets = targets_from_args(&args.target)?;
     let mut server = None;
@@ -227,7 +232,12 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
                 reporter.scenario_finished(o)?;
             }
         }
-        let run = Arc::new(TargetRun::new(target, RunOptions { strict: args.strict })?);
+        let run = Arc::new(TargetRun::new(
+            target,
+            RunOptions {
+                strict: args.strict,
+            },
+        )?);
         let limit = Arc::new(Semaphore::new(args.jobs));
         let mut set = JoinSet::new();
         for s in &scenarios {
@@ -285,7 +295,12 @@ fn finish(
     } = raw;
     // Only a run that reached its end is worth keeping or comparing; a failed one
     // already says why.
-    if completed && matches!(outcome.status, Status::Pass | Status::UnexpectedPass { .. } | Status::Fail) {
+    if completed
+        && matches!(
+            outcome.status,
+            Status::Pass | Status::UnexpectedPass { .. } | Status::Fail
+        )
+    {
         let text = crate::report::normalize::normalize(
             &crate::engine::snapshot_view(&outcome.transcript),
             &substitutions,

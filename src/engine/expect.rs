@@ -63,7 +63,10 @@ fn assign(
 
 /// Whether all must-lines can be matched in `window` (used while waiting).
 pub fn satisfiable(lines: &[ExpectLine], window: &[ServerFrame], vars: &Bindings) -> bool {
-    let must: Vec<&ExpectLine> = lines.iter().filter(|l| l.presence == Presence::Must).collect();
+    let must: Vec<&ExpectLine> = lines
+        .iter()
+        .filter(|l| l.presence == Presence::Must)
+        .collect();
     let mut used = vec![false; window.len()];
     let mut attempts = 0;
     assign(&must, window, &mut used, vars, &mut attempts).is_some()
@@ -82,7 +85,10 @@ pub fn check_step(
     vars: &mut Bindings,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let must: Vec<&ExpectLine> = lines.iter().filter(|l| l.presence == Presence::Must).collect();
+    let must: Vec<&ExpectLine> = lines
+        .iter()
+        .filter(|l| l.presence == Presence::Must)
+        .collect();
     let mut used = vec![false; window.len()];
     let mut attempts = 0;
     match assign(&must, window, &mut used, vars, &mut attempts) {
@@ -126,10 +132,15 @@ pub fn check_step(
                     problems.push(Problem::Mismatch {
                         loc: line.loc.clone(),
                         session: session.to_string(),
-                        expected: must.iter().map(|l| l.source.as_str()).collect::<Vec<_>>().join(" / "),
+                        expected: must
+                            .iter()
+                            .map(|l| l.source.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" / "),
                         got,
-                        message: "the expected lines cannot all be matched to distinct server messages"
-                            .to_string(),
+                        message:
+                            "the expected lines cannot all be matched to distinct server messages"
+                                .to_string(),
                     });
                 }
             }
@@ -151,7 +162,9 @@ pub fn check_step(
     }
     for line in lines.iter().filter(|l| l.presence == Presence::MustNot) {
         for frame in window {
-            if kind_fits(line.pattern.kind(), frame) && line.pattern.matches(&frame.raw, vars).is_ok() {
+            if kind_fits(line.pattern.kind(), frame)
+                && line.pattern.matches(&frame.raw, vars).is_ok()
+            {
                 problems.push(Problem::Mismatch {
                     loc: line.loc.clone(),
                     session: session.to_string(),

@@ -193,7 +193,12 @@ pub fn snapshot_view(transcript: &crate::report::Transcript) -> crate::report::T
 }
 
 /// Re-decide an outcome's status after the snapshot comparison added a problem.
-pub fn add_problem(outcome: &mut ScenarioOutcome, problem: Problem, strict: bool, expected: Option<&String>) {
+pub fn add_problem(
+    outcome: &mut ScenarioOutcome,
+    problem: Problem,
+    strict: bool,
+    expected: Option<&String>,
+) {
     outcome.problems.push(problem);
     if !matches!(outcome.status, Status::Skip { .. }) {
         outcome.status = verdict(&outcome.problems, &outcome.violations, strict, expected);
@@ -208,11 +213,10 @@ fn run_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    let mixed = std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()));
+    let mixed =
+        std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()));
     format!("{:010x}", mixed & 0xff_ffff_ffff)
 }
-
-
 
 #[cfg(test)]
 mod tests {
@@ -231,7 +235,11 @@ mod tests {
         }
     }
 
-    fn entry(session: &str, direction: crate::report::Direction, text: &str) -> crate::report::TranscriptEntry {
+    fn entry(
+        session: &str,
+        direction: crate::report::Direction,
+        text: &str,
+    ) -> crate::report::TranscriptEntry {
         crate::report::TranscriptEntry {
             session: session.to_string(),
             direction,
@@ -299,7 +307,9 @@ S: a1 OK
         let v = vec![violation(Level::Must)];
         assert_eq!(
             verdict(&[], &v, false, Some(&reason)),
-            Status::ExpectedFailure { reason: reason.clone() }
+            Status::ExpectedFailure {
+                reason: reason.clone()
+            }
         );
         assert_eq!(
             verdict(&[], &[], false, Some(&reason)),

@@ -10,13 +10,15 @@ use crate::checks::imap::ImapChecks;
 use crate::net::NetError;
 use crate::report::{Problem, Transcript};
 use crate::script::pattern::{Bindings, PatternKind, Value};
-use crate::script::{ClientMessage, ExpectLine, InitialState, Loc, Presence, Protocol, Scenario, Step};
+use crate::script::{
+    ClientMessage, ExpectLine, InitialState, Loc, Presence, Protocol, Scenario, Step,
+};
 use crate::target::{Account, Endpoint};
 
+use super::TargetRun;
 use super::expect::{check_step, lossy, satisfiable};
 use super::session::{Session, Sink, tagged_completion};
 use super::setup::{self, Naming, SetupError};
-use super::TargetRun;
 
 /// Name of the harness's own connection for fixtures; not a valid script session name.
 pub(crate) const SETUP_SESSION: &str = "~setup";
@@ -40,7 +42,16 @@ pub struct ScenarioRun<'a> {
     completed: bool,
 }
 
-type Finished = (Vec<Problem>, Vec<Violation>, Transcript, Vec<(String, String)>, bool);
+/// A line to send, then optionally a literal: (synchronizing, data).
+type Piece<'a> = (Vec<u8>, Option<(bool, &'a [u8])>);
+
+type Finished = (
+    Vec<Problem>,
+    Vec<Violation>,
+    Transcript,
+    Vec<(String, String)>,
+    bool,
+);
 
 impl<'a> ScenarioRun<'a> {
     pub fn new(run: &'a TargetRun, scenario: &'a Scenario) -> ScenarioRun<'a> {
@@ -78,31 +89,51 @@ impl<'a> ScenarioRun<'a> {
             }
         }
         self.violations.extend(checks_left);
-        (self.problems, self.violations, self.transcript, subs, self.completed)
+        (
+            self.problems,
+            self.violations,
+            self.transcript,
+            subs,
+            self.completed,
+        )
     }
 
     fn endpoint(&self, protocol: Protocol) -> Option<&'a Endpoint> {
-        self.run.target.endpoints.iter().find(|e| e.protocol == protocol)
+        self.run
+            .target
+            .endpoints
+            .iter()
+            .find(|e| e.protocol == protocol)
     }
 
     fn account(&self, user: Option<&str>) -> Option<Account> {
         let accounts = &self.run.target.accounts;
         match user {
             None => accounts.first().cloned(),
-            Some(u) => accounts.iter().find(|a| a.name.eq_ignore_ascii_case(u)).cloned(),
+            Some(u) => accounts
+                .iter()
+                .find(|a| a.name.eq_ignore_ascii_case(u))
+                .cloned(),
         }
     }
 
     /// Run the whole scenario. `Some(reason)` means it was skipped.
     pub async fn execute(&mut self) -> Option<String> {
         let Some(endpoint) = self.endpoint(self.scenario.protocol) else {
-            return Some(format!("the target has no {:?} endpoint", self.scenario.protocol));
+            return Some(format!(
+                "the target has no {:?} endpoint",
+                self.scenario.protocol
+            ));
         };
         for (name, spec) in &self.scenario.sessions {
             if spec.protocol != Protocol::Imap {
-                return Some(format!("session {name:?}: only IMAP sessions are supported so far"));
+                return Some(format!(
+                    "session {name:?}: only IMAP sessions are supported so far"
+                ));
             }
-            if spec.state != InitialState::NotAuthenticated && self.account(spec.user.as_deref()).is_none() {
+            if spec.state != InitialState::NotAuthenticated
+                && self.account(spec.user.as_deref()).is_none()
+            {
                 return Some(format!(
                     "session {name:?} needs account {:?}, which the target does not have (add --account)",
                     spec.user.as_deref().unwrap_or("<first>")
@@ -111,7 +142,9 @@ impl<'a> ScenarioRun<'a> {
         }
         let first_user = self.scenario.sessions.values().find_map(|s| s.user.clone());
         let Some(owner) = self.account(first_user.as_deref()) else {
-            return Some("the target has no account (give user:pass in the URL or --account)".to_string());
+            return Some(
+                "the target has no account (give user:pass in the URL or --account)".to_string(),
+            );
         };
         self.owner = Some(owner.clone());
         match self.prepare(endpoint, &owner).await {
@@ -148,21 +181,41 @@ impl<'a> ScenarioRun<'a> {
     }
 
     /// Capabilities, naming, fresh mailboxes and seed messages. `Ok(Some)` = skip.
-    async fn prepare(&mut self, endpoint: &Endpoint, owner: &Account) -> Result<Option<String>, SetupError> {
+    async fn prepare(
+        &mut self,
+        endpoint: &Endpoint,
+        owner: &Account,
+    ) -> Result<Option<String>, SetupError> {
         let wait = self.run.target.timeouts.read;
         let run = self.run;
         let scenario = self.scenario;
         let mut sink = self.sink();
-        let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::NotAuthenticated, None, &mut sink).await?;
+        let mut s = setup::open(
+            run,
+            endpoint,
+            SETUP_SESSION,
+            owner,
+            InitialState::NotAuthenticated,
+            None,
+            &mut sink,
+        )
+        .await?;
         // Capabilities before login matter too (STARTTLS, AUTH=...); after login, the rest.
         let mut caps = setup::capabilities(&mut s, &mut sink, wait).await?;
         s.pending.clear();
         let tag = s.next_tag();
-        let text = format!("LOGIN {} {}", setup::quoted(&owner.login), setup::quoted(&owner.password));
+        let text = format!(
+            "LOGIN {} {}",
+            setup::quoted(&owner.login),
+            setup::quoted(&owner.password)
+        );
         let (status, frames) = s.command(&mut sink, &tag, &text, wait).await?;
         if status != super::session::Completion::Ok {
             let last = frames.last().map(|f| lossy(&f.raw)).unwrap_or_default();
-            return Err(SetupError::Refused(format!("LOGIN as {} failed: {last}", owner.login)));
+            return Err(SetupError::Refused(format!(
+                "LOGIN as {} failed: {last}",
+                owner.login
+            )));
         }
         caps.extend(setup::capabilities(&mut s, &mut sink, wait).await?);
         let missing: Vec<&String> = scenario
@@ -173,7 +226,10 @@ impl<'a> ScenarioRun<'a> {
         if !missing.is_empty() {
             setup::logout(&mut s, &mut sink, wait).await?;
             let list: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
-            return Ok(Some(format!("the server does not announce {}", list.join(", "))));
+            return Ok(Some(format!(
+                "the server does not announce {}",
+                list.join(", ")
+            )));
         }
         let naming = run
             .naming
@@ -213,21 +269,32 @@ impl<'a> ScenarioRun<'a> {
 
     fn bind_predefined(&mut self, naming: &Naming, mailboxes: BTreeMap<String, String>) {
         for (var, name) in &mailboxes {
-            self.vars.0.insert(var.clone(), Value::String(name.clone().into_bytes()));
+            self.vars
+                .0
+                .insert(var.clone(), Value::String(name.clone().into_bytes()));
         }
-        self.vars
-            .0
-            .insert("sep".to_string(), Value::String(naming.separator.clone().into_bytes()));
+        self.vars.0.insert(
+            "sep".to_string(),
+            Value::String(naming.separator.clone().into_bytes()),
+        );
         self.mailboxes = mailboxes;
     }
 
     /// Variables of one session: its account's login and password on top of the shared ones.
     fn session_vars(&self, session: &str) -> Bindings {
         let mut vars = self.vars.clone();
-        let user = self.scenario.sessions.get(session).and_then(|s| s.user.clone());
+        let user = self
+            .scenario
+            .sessions
+            .get(session)
+            .and_then(|s| s.user.clone());
         if let Some(a) = self.account(user.as_deref()) {
-            vars.0.insert("user".to_string(), Value::String(a.login.into_bytes()));
-            vars.0.insert("password".to_string(), Value::String(a.password.into_bytes()));
+            vars.0
+                .insert("user".to_string(), Value::String(a.login.into_bytes()));
+            vars.0.insert(
+                "password".to_string(),
+                Value::String(a.password.into_bytes()),
+            );
         }
         vars
     }
@@ -241,7 +308,8 @@ impl<'a> ScenarioRun<'a> {
                     // A batch with no S lines of its own session right after it waits for all
                     // its completions before the script moves on.
                     let expect_follows = matches!(steps.get(i + 1), Some(Step::Expect { session: s, .. }) if s == session);
-                    self.send(endpoint, session, messages, !expect_follows).await
+                    self.send(endpoint, session, messages, !expect_follows)
+                        .await
                 }
                 Step::Expect { session, lines } => self.expect(endpoint, session, lines).await,
             };
@@ -253,10 +321,18 @@ impl<'a> ScenarioRun<'a> {
         true
     }
 
-    async fn ensure_session(&mut self, endpoint: &Endpoint, name: &str, loc: &Loc) -> Result<(), Problem> {
+    async fn ensure_session(
+        &mut self,
+        endpoint: &Endpoint,
+        name: &str,
+        loc: &Loc,
+    ) -> Result<(), Problem> {
         if !self.sessions.contains_key(name) {
             let spec = self.scenario.sessions.get(name).cloned();
-            let state = spec.as_ref().map(|s| s.state).unwrap_or(InitialState::Authenticated);
+            let state = spec
+                .as_ref()
+                .map(|s| s.state)
+                .unwrap_or(InitialState::Authenticated);
             let user = spec.as_ref().and_then(|s| s.user.clone());
             let account = self
                 .account(user.as_deref())
@@ -269,13 +345,21 @@ impl<'a> ScenarioRun<'a> {
             let select = self.mailboxes.get("mailbox").cloned();
             let run = self.run;
             let mut sink = self.sink();
-            let s = setup::open(run, endpoint, name, &account, state, select.as_deref(), &mut sink)
-                .await
-                .map_err(|e| Problem::Error {
-                    loc: Some(loc.clone()),
-                    session: Some(name.to_string()),
-                    message: format!("could not open the session: {e}"),
-                })?;
+            let s = setup::open(
+                run,
+                endpoint,
+                name,
+                &account,
+                state,
+                select.as_deref(),
+                &mut sink,
+            )
+            .await
+            .map_err(|e| Problem::Error {
+                loc: Some(loc.clone()),
+                session: Some(name.to_string()),
+                message: format!("could not open the session: {e}"),
+            })?;
             self.sessions.insert(name.to_string(), s);
         }
         Ok(())
@@ -302,7 +386,7 @@ impl<'a> ScenarioRun<'a> {
                 rendered.push(text);
             }
             self.ensure_session(endpoint, name, &m.loc).await?;
-            let s = session_mut(&mut self.sessions, name, &m.loc)?;
+            let s = session_mut(&mut self.sessions, name, &m.loc).map_err(|p| *p)?;
             if s.closed {
                 return Err(Problem::Error {
                     loc: Some(m.loc.clone()),
@@ -312,7 +396,7 @@ impl<'a> ScenarioRun<'a> {
             }
             let plus_ok = s.has_literal_plus();
             // Build the exact bytes first: the checks see the whole command before any `+`.
-            let mut pieces: Vec<(Vec<u8>, Option<(bool, &[u8])>)> = Vec::new();
+            let mut pieces: Vec<Piece<'_>> = Vec::new();
             for (seg, text) in m.segments.iter().zip(rendered) {
                 let mut line = text.into_bytes();
                 let lit = seg.literal.as_ref().map(|l| {
@@ -373,13 +457,16 @@ impl<'a> ScenarioRun<'a> {
             }
         }
         if wait_completion && !sent_tags.is_empty() {
-            let loc = messages.last().map(|m| m.loc.clone()).ok_or_else(|| Problem::Error {
-                loc: None,
-                session: Some(name.to_string()),
-                message: "empty batch".to_string(),
-            })?;
+            let loc = messages
+                .last()
+                .map(|m| m.loc.clone())
+                .ok_or_else(|| Problem::Error {
+                    loc: None,
+                    session: Some(name.to_string()),
+                    message: "empty batch".to_string(),
+                })?;
             self.ensure_session(endpoint, name, &loc).await?;
-            let s = session_mut(&mut self.sessions, name, &loc)?;
+            let s = session_mut(&mut self.sessions, name, &loc).map_err(|p| *p)?;
             let mut sink = Sink {
                 transcript: &mut self.transcript,
                 checks: &mut self.checks,
@@ -387,7 +474,12 @@ impl<'a> ScenarioRun<'a> {
             };
             for tag in &sent_tags {
                 if let Err(e) = s.wait_tag(&mut sink, false, tag, wait, Some(&loc)).await {
-                    return Err(self_net_problem(e, name, &loc, &format!("the completion of tag {tag}")));
+                    return Err(self_net_problem(
+                        e,
+                        name,
+                        &loc,
+                        &format!("the completion of tag {tag}"),
+                    ));
                 }
             }
             // Nothing in the script looks at these messages: consume them up to the last completion.
@@ -402,9 +494,16 @@ impl<'a> ScenarioRun<'a> {
         Ok(())
     }
 
-    async fn expect(&mut self, endpoint: &Endpoint, name: &str, lines: &[ExpectLine]) -> Result<(), Problem> {
+    async fn expect(
+        &mut self,
+        endpoint: &Endpoint,
+        name: &str,
+        lines: &[ExpectLine],
+    ) -> Result<(), Problem> {
         let wait = self.run.target.timeouts.read;
-        let Some(first) = lines.first() else { return Ok(()) };
+        let Some(first) = lines.first() else {
+            return Ok(());
+        };
         let loc = first.loc.clone();
         let tags: Vec<String> = lines
             .iter()
@@ -417,7 +516,7 @@ impl<'a> ScenarioRun<'a> {
         let has_must = lines.iter().any(|l| l.presence == Presence::Must);
         let vars = self.session_vars(name);
         self.ensure_session(endpoint, name, &loc).await?;
-        let s = session_mut(&mut self.sessions, name, &loc)?;
+        let s = session_mut(&mut self.sessions, name, &loc).map_err(|p| *p)?;
         let mut sink = Sink {
             transcript: &mut self.transcript,
             checks: &mut self.checks,
@@ -430,11 +529,9 @@ impl<'a> ScenarioRun<'a> {
                 let mut last = None;
                 let mut all = true;
                 for t in &tags {
-                    match s
-                        .pending
-                        .iter()
-                        .position(|f| tagged_completion(f).is_some_and(|(tt, _)| tt.eq_ignore_ascii_case(t)))
-                    {
+                    match s.pending.iter().position(|f| {
+                        tagged_completion(f).is_some_and(|(tt, _)| tt.eq_ignore_ascii_case(t))
+                    }) {
                         Some(p) => last = Some(last.map_or(p, |l: usize| l.max(p))),
                         None => all = false,
                     }
@@ -442,7 +539,11 @@ impl<'a> ScenarioRun<'a> {
                 if all { last.map(|l| l + 1) } else { None }
             } else if has_must {
                 let window: Vec<_> = s.pending.iter().cloned().collect();
-                if satisfiable(lines, &window, &vars) { Some(window.len()) } else { None }
+                if satisfiable(lines, &window, &vars) {
+                    Some(window.len())
+                } else {
+                    None
+                }
             } else if s.outstanding.is_empty() {
                 Some(s.pending.len())
             } else {
@@ -456,7 +557,11 @@ impl<'a> ScenarioRun<'a> {
                 return Err(Problem::Mismatch {
                     loc: loc.clone(),
                     session: name.to_string(),
-                    expected: lines.iter().map(|l| l.source.as_str()).collect::<Vec<_>>().join(" / "),
+                    expected: lines
+                        .iter()
+                        .map(|l| l.source.as_str())
+                        .collect::<Vec<_>>()
+                        .join(" / "),
                     got: window,
                     message: "the connection closed before these lines arrived".to_string(),
                 });
@@ -495,7 +600,9 @@ impl<'a> ScenarioRun<'a> {
         let wait = self.run.target.timeouts.read;
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in names {
-            let Some(s) = self.sessions.get_mut(&name) else { continue };
+            let Some(s) = self.sessions.get_mut(&name) else {
+                continue;
+            };
             if s.closed {
                 continue;
             }
@@ -517,9 +624,22 @@ impl<'a> ScenarioRun<'a> {
         let wait = self.run.target.timeouts.read;
         let run = self.run;
         let names: Vec<String> = self.mailboxes.values().cloned().collect();
-        let separator = run.naming.get().map(|n| n.separator.clone()).unwrap_or_default();
+        let separator = run
+            .naming
+            .get()
+            .map(|n| n.separator.clone())
+            .unwrap_or_default();
         let mut sink = self.sink();
-        let mut s = setup::open(run, endpoint, SETUP_SESSION, owner, InitialState::Authenticated, None, &mut sink).await?;
+        let mut s = setup::open(
+            run,
+            endpoint,
+            SETUP_SESSION,
+            owner,
+            InitialState::Authenticated,
+            None,
+            &mut sink,
+        )
+        .await?;
         for n in names {
             setup::delete_tree(&mut s, &mut sink, &n, &separator, wait).await?;
         }
@@ -546,10 +666,16 @@ fn self_net_problem(e: NetError, session: &str, loc: &Loc, waiting: &str) -> Pro
     }
 }
 
-fn session_mut<'s>(sessions: &'s mut BTreeMap<String, Session>, name: &str, loc: &Loc) -> Result<&'s mut Session, Problem> {
-    sessions.get_mut(name).ok_or_else(|| Problem::Error {
-        loc: Some(loc.clone()),
-        session: Some(name.to_string()),
-        message: "the session is not open".to_string(),
+fn session_mut<'s>(
+    sessions: &'s mut BTreeMap<String, Session>,
+    name: &str,
+    loc: &Loc,
+) -> Result<&'s mut Session, Box<Problem>> {
+    sessions.get_mut(name).ok_or_else(|| {
+        Box::new(Problem::Error {
+            loc: Some(loc.clone()),
+            session: Some(name.to_string()),
+            message: "the session is not open".to_string(),
+        })
     })
 }

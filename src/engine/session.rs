@@ -122,12 +122,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(
-        name: &str,
-        conn: ImapConnection,
-        server_name: &str,
-        tls: TlsClient,
-    ) -> Session {
+    pub fn new(name: &str, conn: ImapConnection, server_name: &str, tls: TlsClient) -> Session {
         Session {
             name: name.to_string(),
             conn,
@@ -216,15 +211,21 @@ impl Session {
                 Some(c.as_ref().iter().map(|c| c.to_string()).collect())
             }
             Parsed::Response(Response::Status(Status::Tagged(t))) => match &t.body.code {
-                Some(Code::Capability(c)) => Some(c.as_ref().iter().map(|c| c.to_string()).collect()),
+                Some(Code::Capability(c)) => {
+                    Some(c.as_ref().iter().map(|c| c.to_string()).collect())
+                }
                 _ => None,
             },
             Parsed::Response(Response::Status(Status::Untagged(b))) => match &b.code {
-                Some(Code::Capability(c)) => Some(c.as_ref().iter().map(|c| c.to_string()).collect()),
+                Some(Code::Capability(c)) => {
+                    Some(c.as_ref().iter().map(|c| c.to_string()).collect())
+                }
                 _ => None,
             },
             Parsed::Greeting(g) => match &g.code {
-                Some(Code::Capability(c)) => Some(c.as_ref().iter().map(|c| c.to_string()).collect()),
+                Some(Code::Capability(c)) => {
+                    Some(c.as_ref().iter().map(|c| c.to_string()).collect())
+                }
                 _ => None,
             },
             _ => None,

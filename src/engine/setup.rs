@@ -72,7 +72,8 @@ pub async fn open(
     sink.checks.session_opened(name, &account.name);
     let script_sees_greeting = state == InitialState::NotAuthenticated;
     let deadline = tokio::time::Instant::now() + t.read;
-    s.read_one(sink, !script_sees_greeting, deadline, None).await?;
+    s.read_one(sink, !script_sees_greeting, deadline, None)
+        .await?;
     let greeting: Vec<ServerFrame> = s.pending.drain(..).collect();
     if greeting.iter().any(super::session::is_bye) {
         return Err(SetupError::Refused(format!(
@@ -85,7 +86,10 @@ pub async fn open(
         s.starttls_tag = Some(tag.clone());
         let (status, frames) = s.command(sink, &tag, "STARTTLS", t.read).await?;
         if status != Completion::Ok {
-            return Err(SetupError::Refused(format!("STARTTLS refused: {}", status_text(&frames))));
+            return Err(SetupError::Refused(format!(
+                "STARTTLS refused: {}",
+                status_text(&frames)
+            )));
         }
     }
     if script_sees_greeting {
@@ -96,9 +100,14 @@ pub async fn open(
     if state == InitialState::Selected {
         let mailbox = select.unwrap_or("INBOX");
         let tag = s.next_tag();
-        let (status, frames) = s.command(sink, &tag, &format!("SELECT {}", quoted(mailbox)), t.read).await?;
+        let (status, frames) = s
+            .command(sink, &tag, &format!("SELECT {}", quoted(mailbox)), t.read)
+            .await?;
         if status != Completion::Ok {
-            return Err(SetupError::Refused(format!("SELECT failed: {}", status_text(&frames))));
+            return Err(SetupError::Refused(format!(
+                "SELECT failed: {}",
+                status_text(&frames)
+            )));
         }
     }
     Ok(s)
@@ -111,7 +120,11 @@ async fn login(
     wait: Duration,
 ) -> Result<(), SetupError> {
     let tag = s.next_tag();
-    let text = format!("LOGIN {} {}", quoted(&account.login), quoted(&account.password));
+    let text = format!(
+        "LOGIN {} {}",
+        quoted(&account.login),
+        quoted(&account.password)
+    );
     let (status, frames) = s.command(sink, &tag, &text, wait).await?;
     if status != Completion::Ok {
         return Err(SetupError::Refused(format!(
@@ -134,7 +147,11 @@ pub async fn capabilities(
     let mut caps = Vec::new();
     for f in &frames {
         if let Parsed::Response(Response::Data(Data::Capability(c))) = &f.parsed {
-            caps.extend(c.as_ref().iter().map(|c| c.to_string().to_ascii_uppercase()));
+            caps.extend(
+                c.as_ref()
+                    .iter()
+                    .map(|c| c.to_string().to_ascii_uppercase()),
+            );
         }
     }
     Ok(caps)
@@ -183,9 +200,14 @@ pub async fn create(
     wait: Duration,
 ) -> Result<(), SetupError> {
     let tag = s.next_tag();
-    let (status, frames) = s.command(sink, &tag, &format!("CREATE {}", quoted(name)), wait).await?;
+    let (status, frames) = s
+        .command(sink, &tag, &format!("CREATE {}", quoted(name)), wait)
+        .await?;
     if status != Completion::Ok {
-        return Err(SetupError::Refused(format!("CREATE {name} failed: {}", status_text(&frames))));
+        return Err(SetupError::Refused(format!(
+            "CREATE {name} failed: {}",
+            status_text(&frames)
+        )));
     }
     Ok(())
 }
@@ -215,7 +237,10 @@ pub async fn append(
     s.send_raw(head.as_bytes()).await?;
     if !plus && !s.wait_continuation(sink, Some(&tag), wait, None).await? {
         let frames: Vec<ServerFrame> = s.pending.drain(..).collect();
-        return Err(SetupError::Refused(format!("APPEND refused: {}", status_text(&frames))));
+        return Err(SetupError::Refused(format!(
+            "APPEND refused: {}",
+            status_text(&frames)
+        )));
     }
     let mut rest = seed.message.clone();
     rest.extend_from_slice(b"\r\n");
@@ -223,7 +248,10 @@ pub async fn append(
     let status = s.wait_tag(sink, true, &tag, wait, None).await?;
     let frames: Vec<ServerFrame> = s.pending.drain(..).collect();
     if status != Completion::Ok {
-        return Err(SetupError::Refused(format!("APPEND of a seed message failed: {}", status_text(&frames))));
+        return Err(SetupError::Refused(format!(
+            "APPEND of a seed message failed: {}",
+            status_text(&frames)
+        )));
     }
     Ok(())
 }
@@ -249,7 +277,9 @@ pub async fn delete_tree(
             .command(sink, &tag, &format!("LIST \"\" {}", quoted(&pattern)), wait)
             .await?;
         names.extend(frames.iter().filter_map(|f| match &f.parsed {
-            Parsed::Response(Response::Data(Data::List { mailbox, .. })) => Some(mailbox_name(mailbox)),
+            Parsed::Response(Response::Data(Data::List { mailbox, .. })) => {
+                Some(mailbox_name(mailbox))
+            }
             _ => None,
         }));
     }
@@ -259,7 +289,8 @@ pub async fn delete_tree(
         let tag = s.next_tag();
         // A NO here (already gone, or has children on a server that refuses) is not the
         // scenario's business; the names are unique to this run.
-        s.command(sink, &tag, &format!("DELETE {}", quoted(&n)), wait).await?;
+        s.command(sink, &tag, &format!("DELETE {}", quoted(&n)), wait)
+            .await?;
     }
     Ok(())
 }
@@ -272,7 +303,11 @@ fn mailbox_name(m: &imap_types::mailbox::Mailbox<'_>) -> String {
 }
 
 /// LOGOUT (RFC 3501 6.1.3) and close.
-pub async fn logout(s: &mut Session, sink: &mut Sink<'_>, wait: Duration) -> Result<(), SetupError> {
+pub async fn logout(
+    s: &mut Session,
+    sink: &mut Sink<'_>,
+    wait: Duration,
+) -> Result<(), SetupError> {
     let tag = s.next_tag();
     s.logout_tag = Some(tag.clone());
     match s.command(sink, &tag, "LOGOUT", wait).await {

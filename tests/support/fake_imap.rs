@@ -104,7 +104,12 @@ pub async fn start(behaviour: Behaviour) -> Fake {
                     let tag = parts.next().unwrap_or("").to_string();
                     let verb = parts.next().unwrap_or("").to_ascii_uppercase();
                     let args = parts.next().unwrap_or("").to_string();
-                    let cmd = Cmd { conn, tag: &tag, verb: &verb, args: &args };
+                    let cmd = Cmd {
+                        conn,
+                        tag: &tag,
+                        verb: &verb,
+                        args: &args,
+                    };
                     let (bytes, close) = match behaviour(&cmd) {
                         Reply::Default => (default_reply(&cmd), verb == "LOGOUT"),
                         Reply::Bytes(b) => (b, false),
