@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
 use tokio::time::Instant;
 
 use crate::checks::Violation;
@@ -161,7 +162,7 @@ impl<'a> ScenarioRun<'a> {
         }
         let ok = self.script(endpoint).await;
         self.completed = ok && self.problems.is_empty();
-        self.close_sessions().await;
+        self.close_sessions(!ok).await;
         if let Err(e) = self.cleanup(endpoint, &owner).await {
             self.problems.push(Problem::Error {
                 loc: None,
@@ -290,7 +291,13 @@ impl<'a> ScenarioRun<'a> {
             .and_then(|s| s.user.clone());
         if let Some(a) = self.account(user.as_deref()) {
             vars.0
-                .insert("user".to_string(), Value::String(a.login.into_bytes()));
+                .insert("user".to_string(), Value::String(a.login.clone().into_bytes()));
+            // SASL PLAIN initial response (RFC 4616 2): empty authzid, login, password.
+            let plain = format!("\0{}\0{}", a.login, a.password);
+            vars.0.insert(
+                "auth_plain".to_string(),
+                Value::Atom(base64::engine::general_purpose::STANDARD.encode(plain)),
+            );
             vars.0.insert(
                 "password".to_string(),
                 Value::String(a.password.into_bytes()),
@@ -587,7 +594,7 @@ impl<'a> ScenarioRun<'a> {
         let problems = check_step(name, lines, &window, &mut merged);
         // Keep captures (not the per-session predefined values) for later lines.
         for (k, v) in merged.0 {
-            if !matches!(k.as_str(), "user" | "password") {
+            if !matches!(k.as_str(), "user" | "password" | "auth_plain") {
                 self.vars.0.insert(k, v);
             }
         }
@@ -596,7 +603,10 @@ impl<'a> ScenarioRun<'a> {
     }
 
     /// LOGOUT every session the script left open, so the server sees a clean end.
-    async fn close_sessions(&mut self) {
+    /// After an early stop, or with commands still in flight (an IDLE never ended), a LOGOUT
+    /// could be read as data and wait out the timeout: such sessions are dropped instead, and
+    /// the checks are told the harness did it.
+    async fn close_sessions(&mut self, aborted: bool) {
         let wait = self.run.target.timeouts.read;
         let names: Vec<String> = self.sessions.keys().cloned().collect();
         for name in names {
@@ -604,6 +614,12 @@ impl<'a> ScenarioRun<'a> {
                 continue;
             };
             if s.closed {
+                continue;
+            }
+            if aborted || !s.outstanding.is_empty() {
+                s.closed = true;
+                let found = self.checks.session_dropped(&name);
+                self.violations.extend(found);
                 continue;
             }
             let mut sink = Sink {

@@ -26,7 +26,7 @@ pub struct ScriptError {
 }
 
 /// Variables every scenario has besides its mailbox variables.
-pub const PREDEFINED_VARS: [&str; 3] = ["user", "password", "sep"];
+pub const PREDEFINED_VARS: [&str; 4] = ["user", "password", "sep", "auth_plain"];
 
 /// Reads and parses a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScriptError> {
@@ -952,7 +952,7 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
                     line,
                     col + at,
                     format!(
-                        "unknown variable `{{{var}}}`: not a mailbox variable, not one of user, password, sep, and not captured by an earlier S line"
+                        "unknown variable `{{{var}}}`: not a mailbox variable, not one of user, password, sep, auth_plain, and not captured by an earlier S line"
                     ),
                 ));
             }
