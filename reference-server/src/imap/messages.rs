@@ -11,9 +11,10 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::mailboxes::{mailbox_error, mailbox_name};
 use super::mime;
-use super::response::{date_time, literal, uid_set};
+use super::response::{date_time, literal};
 use super::search::search;
 use super::session::{Reply, Session, State};
+use super::status::{Kind, ReplyCode};
 use crate::mailbox::Flags;
 use crate::store::MailboxError;
 
@@ -91,7 +92,8 @@ impl Session {
                     .as_deref()
                     .is_some_and(|c| c != "US-ASCII" && c != "UTF-8")
                 {
-                    return Reply::no("Unsupported charset").code("BADCHARSET (US-ASCII UTF-8)");
+                    return Reply::no("Unsupported charset")
+                        .code(ReplyCode::BadCharset(vec!["US-ASCII", "UTF-8"]));
                 }
                 self.search(criteria.as_ref(), uid)
             }
@@ -147,7 +149,7 @@ impl Session {
             return Reply::bad("No mailbox selected");
         };
         if sel.read_only {
-            return Reply::no("Mailbox is read-only").code("READ-ONLY");
+            return Reply::no("Mailbox is read-only").code(ReplyCode::ReadOnly);
         }
         let id = sel.mailbox_id;
         let mut st = self.shared.store.lock();
@@ -371,7 +373,7 @@ impl Session {
             return Reply::bad("No mailbox selected");
         };
         if sel.read_only {
-            return Reply::no("Mailbox is read-only").code("READ-ONLY");
+            return Reply::no("Mailbox is read-only").code(ReplyCode::ReadOnly);
         }
         let indexes = match sel.resolve(set, uid) {
             Ok(i) => i,
@@ -440,7 +442,7 @@ impl Session {
             return Reply::bad("No mailbox selected");
         };
         if is_move && sel.read_only {
-            return Reply::no("Mailbox is read-only").code("READ-ONLY");
+            return Reply::no("Mailbox is read-only").code(ReplyCode::ReadOnly);
         }
         let indexes = match sel.resolve(set, uid) {
             Ok(i) => i,
@@ -450,7 +452,7 @@ impl Session {
         let dst = match st.mailbox_mut(&user, &name) {
             Ok(mb) => mb,
             Err(MailboxError::NonExistent) => {
-                return Reply::no("Mailbox does not exist").code("TRYCREATE");
+                return Reply::no("Mailbox does not exist").code(ReplyCode::TryCreate);
             }
             Err(e) => return mailbox_error(e),
         };
@@ -472,22 +474,23 @@ impl Session {
         if src_uids.is_empty() {
             return Reply::ok(format!("{what} completed, nothing matched"));
         }
-        let code = format!(
-            "COPYUID {validity} {} {}",
-            uid_set(&src_uids),
-            uid_set(&dst_uids)
-        );
+        let code = ReplyCode::CopyUid {
+            validity,
+            source: src_uids,
+            destination: dst_uids,
+        };
         if !is_move {
             return Reply::ok("COPY completed").code(code);
         }
-        // RFC 6851 3.3: COPYUID goes in an untagged OK before the EXPUNGEs.
-        let mut lines = format!("* OK [{code}] Moved\r\n");
+        let mut lines = String::new();
         for &i in indexes.iter().rev() {
             let uid = sel.view[i].uid;
             sel.view.remove(i);
             sel.recent.remove(&uid);
             lines.push_str(&format!("* {} EXPUNGE\r\n", i + 1));
         }
+        // RFC 6851 3.3: COPYUID goes in an untagged OK before the EXPUNGEs.
+        self.status_response(Kind::Ok, Some(code), "Moved");
         self.out.extend_from_slice(lines.as_bytes());
         Reply::ok("MOVE completed")
     }

@@ -6,6 +6,7 @@
 //! - `mailboxes`: authenticated-state commands (SELECT, LIST, APPEND, ...)
 //! - `messages`: selected-state commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE)
 //! - `select`: the selected view and unsolicited updates
+//! - `status`: OK/NO/BAD/BYE and the greeting, encoded with imap-codec
 //! - `search`, `mime`, `response`, `stream`: helpers named for what they do
 
 mod mailboxes;
@@ -15,6 +16,7 @@ mod response;
 mod search;
 mod select;
 pub(crate) mod session;
+mod status;
 mod stream;
 
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracing::{debug, trace};
 
 use super::select::Selected;
+use super::status::{self, Kind, ReplyCode};
 use super::stream::Stream;
 use crate::limits::Limits;
 use crate::store::Store;
@@ -47,7 +48,7 @@ pub(crate) enum Status {
 /// The tagged response a command ends with.
 pub(crate) struct Reply {
     pub status: Status,
-    pub code: Option<String>,
+    pub code: Option<ReplyCode>,
     pub text: String,
 }
 
@@ -73,8 +74,8 @@ impl Reply {
             text: text.into(),
         }
     }
-    pub fn code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+    pub fn code(mut self, code: ReplyCode) -> Self {
+        self.code = Some(code);
         self
     }
 }
@@ -154,7 +155,7 @@ impl Session {
         }
     }
 
-    pub fn capabilities(&self) -> String {
+    pub fn capabilities(&self) -> Vec<&'static str> {
         let mut caps = vec![
             "IMAP4rev1",
             "LITERAL+",
@@ -172,7 +173,7 @@ impl Session {
         if self.starttls_offered && !self.tls_active {
             caps.push("STARTTLS");
         }
-        caps.join(" ")
+        caps
     }
 
     pub fn untagged(&mut self, line: &str) {
@@ -182,16 +183,19 @@ impl Session {
     }
 
     fn tagged(&mut self, tag: &str, reply: &Reply) {
-        let status = match reply.status {
-            Status::Ok => "OK",
-            Status::No => "NO",
-            Status::Bad => "BAD",
+        let kind = match reply.status {
+            Status::Ok => Kind::Ok,
+            Status::No => Kind::No,
+            Status::Bad => Kind::Bad,
         };
-        let line = match &reply.code {
-            Some(code) => format!("{tag} {status} [{code}] {}\r\n", reply.text),
-            None => format!("{tag} {status} {}\r\n", reply.text),
-        };
-        self.out.extend_from_slice(line.as_bytes());
+        let bytes = status::encode(Some(tag), kind, reply.code.as_ref(), &reply.text);
+        self.out.extend_from_slice(&bytes);
+    }
+
+    /// An untagged status response (`* OK [code] text`, `* BYE text`, ...).
+    pub fn status_response(&mut self, kind: Kind, code: Option<ReplyCode>, text: &str) {
+        let bytes = status::encode(None, kind, code.as_ref(), text);
+        self.out.extend_from_slice(&bytes);
     }
 
     /// Writes the pending output. A client that stops reading cannot hold the session (or a
@@ -224,20 +228,20 @@ impl Session {
 
     /// Serves the connection until logout, close, timeout or shutdown.
     pub async fn run(mut self) {
-        let greeting = format!(
-            "OK [CAPABILITY {}] mailtape reference IMAP4rev1 server ready",
-            self.capabilities()
+        let greeting = status::greeting(
+            self.capabilities(),
+            "mailtape reference IMAP4rev1 server ready",
         );
-        self.untagged(&greeting);
+        self.out.extend_from_slice(&greeting);
         let end = self.serve().await;
         match &end {
             Ok(()) => debug!("session logged out"),
             Err(End::Timeout) => {
-                self.untagged("BYE Autologout; idle for too long");
+                self.status_response(Kind::Bye, None, "Autologout; idle for too long");
                 self.flush_goodbye().await;
             }
             Err(End::Shutdown) => {
-                self.untagged("BYE Server shutting down");
+                self.status_response(Kind::Bye, None, "Server shutting down");
                 self.flush_goodbye().await;
             }
             Err(End::Io(e)) => debug!(error = %e, "session ended by I/O error"),
@@ -274,7 +278,7 @@ impl Session {
                 };
             if too_long || too_big {
                 let reply = if too_big {
-                    Reply::bad("Literal exceeds the size limit").code("TOOBIG")
+                    Reply::bad("Literal exceeds the size limit").code(ReplyCode::TooBig)
                 } else {
                     Reply::bad("Command line too long")
                 };
@@ -306,13 +310,7 @@ impl Session {
         let _ = probe.progress();
         match probe.decode_tag() {
             Some(tag) => self.tagged(tag.inner(), reply),
-            None => {
-                let line = match &reply.code {
-                    Some(c) => format!("BAD [{c}] {}", reply.text),
-                    None => format!("BAD {}", reply.text),
-                };
-                self.untagged(&line);
-            }
+            None => self.status_response(Kind::Bad, reply.code.clone(), &reply.text),
         }
     }
 
@@ -355,7 +353,10 @@ impl Session {
                             let refusal = if too_long {
                                 Some(Reply::bad("Command line too long"))
                             } else if oversized {
-                                Some(Reply::no("Literal exceeds the size limit").code("TOOBIG"))
+                                Some(
+                                    Reply::no("Literal exceeds the size limit")
+                                        .code(ReplyCode::TooBig),
+                                )
                             } else {
                                 match CommandCodec::default().decode(self.frag.message_bytes()) {
                                     Err(CommandDecodeError::LiteralFound { .. }) => None,
@@ -444,7 +445,7 @@ impl Session {
                 }
                 CommandBody::Idle => self.idle().await?,
                 CommandBody::Logout => {
-                    self.untagged("BYE Logging out");
+                    self.status_response(Kind::Bye, None, "Logging out");
                     self.deselect();
                     self.state = State::Logout;
                     Reply::ok("LOGOUT completed")
@@ -588,9 +589,8 @@ impl Session {
                     return Ok(Reply::bad("Malformed PLAIN response"));
                 };
                 if !authz.is_empty() && authz != authc {
-                    return Ok(
-                        Reply::no("Authorization identity not allowed").code("AUTHORIZATIONFAILED")
-                    );
+                    return Ok(Reply::no("Authorization identity not allowed")
+                        .code(ReplyCode::Rfc5530("AUTHORIZATIONFAILED")));
                 }
                 (authc.to_vec(), pass.to_vec())
             }
@@ -617,7 +617,8 @@ impl Session {
     pub fn login(&mut self, user: &[u8], password: &[u8], what: &str) -> Reply {
         let (Ok(user), Ok(password)) = (std::str::from_utf8(user), std::str::from_utf8(password))
         else {
-            return Reply::no("Invalid credentials").code("AUTHENTICATIONFAILED");
+            return Reply::no("Invalid credentials")
+                .code(ReplyCode::Rfc5530("AUTHENTICATIONFAILED"));
         };
         match self.shared.store.authenticate(user, password) {
             Some(name) => {
@@ -625,9 +626,11 @@ impl Session {
                 self.user = name;
                 self.state = State::Authenticated;
                 let caps = self.capabilities();
-                Reply::ok(format!("{what} completed")).code(format!("CAPABILITY {caps}"))
+                Reply::ok(format!("{what} completed")).code(ReplyCode::Capability(caps))
             }
-            None => Reply::no("Invalid credentials").code("AUTHENTICATIONFAILED"),
+            None => {
+                Reply::no("Invalid credentials").code(ReplyCode::Rfc5530("AUTHENTICATIONFAILED"))
+            }
         }
     }
 
