@@ -4,11 +4,13 @@
 //! # Layout
 //! - `session`: framing, state machine, dispatch, STARTTLS/AUTHENTICATE/IDLE
 //! - `mailboxes`: authenticated-state commands (SELECT, LIST, APPEND, ...)
-//! - `messages`: selected-state commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE)
+//! - `messages`: selected-state commands (STORE, SEARCH, COPY, MOVE, EXPUNGE, CLOSE)
+//! - `fetch`: FETCH and its data items
 //! - `select`: the selected view and unsolicited updates
 //! - `status`: OK/NO/BAD/BYE and the greeting, encoded with imap-codec
 //! - `search`, `mime`, `response`, `stream`: helpers named for what they do
 
+mod fetch;
 mod mailboxes;
 mod messages;
 mod mime;
