@@ -88,3 +88,26 @@ async fn login_with_domain_and_wrong_password() {
     assert!(tagged(&r).starts_with("b OK"), "{r:?}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn capabilities_follow_the_state() {
+    let running = server().await;
+    let mut c = Client::connect(&running).await;
+    let r = c.cmd("a CAPABILITY").await;
+    assert!(
+        has(&r, "AUTH=PLAIN") && has(&r, "STARTTLS") && has(&r, "IDLE"),
+        "{r:?}"
+    );
+    let r = c.cmd("b LOGIN alice alicepw").await;
+    assert!(
+        tagged(&r).starts_with("b OK [CAPABILITY IMAP4rev1 "),
+        "{r:?}"
+    );
+    assert!(!has(&r, "STARTTLS") && !has(&r, "AUTH="), "{r:?}");
+    let r = c.cmd("c CAPABILITY").await;
+    assert!(
+        !has(&r, "STARTTLS") && !has(&r, "AUTH=") && has(&r, "UIDPLUS"),
+        "{r:?}"
+    );
+    running.shutdown().await;
+}

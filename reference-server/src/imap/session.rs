@@ -155,6 +155,9 @@ impl Session {
         }
     }
 
+    /// The capability list for the current state. STARTTLS and the AUTH= mechanisms are
+    /// offered only where they can be used: before authentication (STARTTLS also only on a
+    /// plain connection), as Dovecot does.
     pub fn capabilities(&self) -> Vec<&'static str> {
         let mut caps = vec![
             "IMAP4rev1",
@@ -167,11 +170,12 @@ impl Session {
             "NAMESPACE",
             "ID",
             "UNSELECT",
-            "AUTH=PLAIN",
-            "AUTH=LOGIN",
         ];
-        if self.starttls_offered && !self.tls_active {
-            caps.push("STARTTLS");
+        if matches!(self.state, State::NotAuthenticated) {
+            caps.extend(["AUTH=PLAIN", "AUTH=LOGIN"]);
+            if self.starttls_offered && !self.tls_active {
+                caps.push("STARTTLS");
+            }
         }
         caps
     }
