@@ -188,3 +188,60 @@ async fn shutdown_is_not_held_up_by_a_client_that_stops_reading() {
         .await
         .expect("shutdown finished although the client does not read");
 }
+
+#[tokio::test]
+async fn deeply_nested_search_keys_do_not_overflow_the_stack() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    c.cmd("s SELECT INBOX").await;
+    let nots = format!("a SEARCH {}ALL", "NOT ".repeat(15_000));
+    let r = c.cmd(&nots).await;
+    assert!(tagged(&r).starts_with("a "), "{r:?}");
+    let parens = format!("b SEARCH {}ALL{}", "(".repeat(30_000), ")".repeat(30_000));
+    let r = c.cmd(&parens).await;
+    assert!(tagged(&r).starts_with("b "), "{r:?}");
+    let r = c.cmd("c NOOP").await;
+    assert!(tagged(&r).starts_with("c OK"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn deeply_nested_mime_does_not_overflow_the_stack() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    let mut msg = String::new();
+    for _ in 0..5_000 {
+        msg.push_str("Content-Type: message/rfc822\r\n\r\n");
+    }
+    msg.push_str("Subject: bottom\r\n\r\nbody\r\n");
+    let mut multi = String::new();
+    for i in 0..5_000 {
+        multi.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    multi.push_str("\r\nleaf\r\n");
+    for (t, m) in [("a1", &msg), ("a2", &multi)] {
+        c.send(format!("{t} APPEND INBOX {{{}+}}\r\n{m}\r\n", m.len()).as_bytes())
+            .await;
+        c.until_tag(t).await;
+    }
+    c.cmd("s SELECT INBOX").await;
+    // The structure below the depth limit is reported as opaque data. imap-codec itself
+    // parses only 7 levels of BODYSTRUCTURE, so it cannot check this response.
+    c.check = false;
+    let r = c
+        .cmd("f FETCH 1:2 (BODYSTRUCTURE ENVELOPE BODY.PEEK[1.1.1.1])")
+        .await;
+    c.check = true;
+    assert!(tagged(&r).starts_with("f OK"), "{}", tagged(&r));
+    assert_eq!(
+        r.iter()
+            .filter(|l| l.contains("\"APPLICATION\" \"OCTET-STREAM\""))
+            .count(),
+        2
+    );
+    let r = c.cmd("g SEARCH BODY leaf").await;
+    assert!(tagged(&r).starts_with("g OK"), "{r:?}");
+    running.shutdown().await;
+}
