@@ -111,3 +111,29 @@ async fn capabilities_follow_the_state() {
     );
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn large_fetch_is_streamed_in_order() {
+    let running = server().await;
+    let mut c = Client::login(&running, "alice").await;
+    for i in 0..12 {
+        let msg = format!("Subject: big {i}\r\n\r\n{}\r\n", "y".repeat(200_000));
+        c.send(format!("a{i} APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()).as_bytes())
+            .await;
+        c.until_tag(&format!("a{i}")).await;
+    }
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("f FETCH 1:* (UID BODY.PEEK[])").await;
+    let fetches: Vec<&String> = r.iter().filter(|l| l.contains(" FETCH (UID ")).collect();
+    assert_eq!(fetches.len(), 12);
+    for (i, l) in fetches.iter().enumerate() {
+        assert!(
+            l.starts_with(&format!("* {} FETCH (UID {} BODY[] {{", i + 1, i + 1)),
+            "{}",
+            &l[..60]
+        );
+        assert!(l.contains(&format!("Subject: big {i}\r\n")));
+    }
+    assert!(tagged(&r).starts_with("f OK"));
+    running.shutdown().await;
+}

@@ -7,7 +7,10 @@ use imap_codec::imap_types::sequence::SequenceSet;
 
 use super::mime;
 use super::response::{date_time, literal};
-use super::session::{Reply, Session, State};
+use super::session::{End, Reply, Session, State};
+
+/// Pending FETCH output after which it is written to the client before the next message.
+const FETCH_FLUSH: usize = 256 * 1024;
 
 fn part_name(p: &imap_codec::imap_types::fetch::Part) -> String {
     p.0.as_ref()
@@ -60,12 +63,38 @@ fn section_name(section: Option<&Section<'_>>) -> String {
 }
 
 impl Session {
-    pub(crate) fn fetch(
+    /// Runs FETCH, writing out the responses every [`FETCH_FLUSH`] octets so that fetching
+    /// many large messages never collects them all in memory.
+    pub(crate) async fn fetch(
         &mut self,
         set: &SequenceSet,
-        items: MacroOrMessageDataItemNames<'_>,
+        items: MacroOrMessageDataItemNames<'static>,
         uid: bool,
-    ) -> Reply {
+    ) -> Result<Reply, End> {
+        let (items, indexes) = match self.fetch_plan(set, items, uid) {
+            Ok(plan) => plan,
+            Err(reply) => return Ok(reply),
+        };
+        let mut changed = false;
+        for i in indexes {
+            changed |= self.fetch_one(&items, i);
+            if self.out.len() >= FETCH_FLUSH {
+                self.flush().await?;
+            }
+        }
+        if changed {
+            self.shared.store.notify();
+        }
+        Ok(Reply::ok("FETCH completed"))
+    }
+
+    /// The item list (macros expanded, UID added for UID FETCH) and the view indexes.
+    fn fetch_plan(
+        &mut self,
+        set: &SequenceSet,
+        items: MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+    ) -> Result<(Vec<MessageDataItemName<'static>>, Vec<usize>), Reply> {
         let mut items = match items {
             MacroOrMessageDataItemNames::Macro(m) => m
                 .expand()
@@ -82,11 +111,20 @@ impl Session {
                     | MessageDataItemName::ModSeq
             )
         }) {
-            return Reply::bad("BINARY and CONDSTORE items are not offered");
+            return Err(Reply::bad("BINARY and CONDSTORE items are not offered"));
         }
         if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
             items.insert(0, MessageDataItemName::Uid);
         }
+        let State::Selected(sel) = &self.state else {
+            return Err(Reply::bad("No mailbox selected"));
+        };
+        let indexes = sel.resolve(set, uid).map_err(Reply::bad)?;
+        Ok((items, indexes))
+    }
+
+    /// Writes the FETCH response for view entry `i`; returns whether it set \Seen.
+    fn fetch_one(&mut self, items: &[MessageDataItemName<'static>], i: usize) -> bool {
         let sets_seen = items.iter().any(|i| {
             matches!(
                 i,
@@ -97,14 +135,10 @@ impl Session {
         });
         let user = self.user.clone();
         let State::Selected(sel) = &mut self.state else {
-            return Reply::bad("No mailbox selected");
-        };
-        let indexes = match sel.resolve(set, uid) {
-            Ok(i) => i,
-            Err(e) => return Reply::bad(e),
+            return false;
         };
         let mut changed = false;
-        for i in indexes {
+        {
             let mut add_flags = false;
             if sets_seen && !sel.read_only && !sel.view[i].flags.contains("\\Seen") {
                 let entry_uid = sel.view[i].uid;
@@ -156,7 +190,7 @@ impl Session {
                 }
                 first = false;
             };
-            for item in &items {
+            for item in items {
                 sep(&mut out);
                 match item {
                     MessageDataItemName::Uid => {
@@ -228,10 +262,7 @@ impl Session {
             out.extend_from_slice(b")\r\n");
             self.out.extend_from_slice(&out);
         }
-        if changed {
-            self.shared.store.notify();
-        }
-        Reply::ok("FETCH completed")
+        changed
     }
 }
 

@@ -43,12 +43,6 @@ impl Session {
                 }
                 self.search(criteria.as_ref(), uid)
             }
-            C::Fetch {
-                sequence_set,
-                macro_or_item_names,
-                uid,
-                ..
-            } => self.fetch(&sequence_set, macro_or_item_names, uid),
             C::Store {
                 sequence_set,
                 kind,

@@ -204,7 +204,7 @@ impl Session {
 
     /// Writes the pending output. A client that stops reading cannot hold the session (or a
     /// server shutdown) forever: the write gives up after the idle timeout or on shutdown.
-    async fn flush(&mut self) -> Result<(), End> {
+    pub(crate) async fn flush(&mut self) -> Result<(), End> {
         let timeout = self.shared.limits.idle_timeout;
         let out = std::mem::take(&mut self.out);
         trace!(bytes = out.len(), "send");
@@ -448,6 +448,12 @@ impl Session {
                     self.authenticate(&mechanism, ir).await?
                 }
                 CommandBody::Idle => self.idle().await?,
+                CommandBody::Fetch {
+                    sequence_set,
+                    macro_or_item_names,
+                    uid,
+                    ..
+                } => self.fetch(&sequence_set, macro_or_item_names, uid).await?,
                 CommandBody::Logout => {
                     self.status_response(Kind::Bye, None, "Logging out");
                     self.deselect();
