@@ -37,6 +37,7 @@ pub fn mailbox_error(e: MailboxError) -> Reply {
         MailboxError::AlreadyExists => "ALREADYEXISTS",
         MailboxError::Inbox | MailboxError::BadName | MailboxError::NoSelect => "CANNOT",
         MailboxError::HasChildren => "INUSE",
+        MailboxError::UidsExhausted => "LIMIT",
     };
     Reply::no(e.to_string()).code(ReplyCode::Rfc5530(code))
 }

@@ -223,11 +223,17 @@ impl Session {
             Err(e) => return mailbox_error(e),
         };
         let validity = dst.uid_validity;
+        if (dst.uids_left() as usize) < indexes.len() {
+            return mailbox_error(MailboxError::UidsExhausted);
+        }
         let mut src_uids = Vec::new();
         let mut dst_uids = Vec::new();
         for &i in &indexes {
             let e = &sel.view[i];
-            dst_uids.push(dst.add(std::sync::Arc::clone(&e.content), e.flags.clone()));
+            // Cannot fail: the UID space was checked above.
+            if let Some(uid) = dst.add(std::sync::Arc::clone(&e.content), e.flags.clone()) {
+                dst_uids.push(uid);
+            }
             src_uids.push(e.uid);
         }
         if is_move && let Some(src) = st.mailbox_by_id(&user, sel.mailbox_id) {
