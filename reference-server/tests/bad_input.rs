@@ -245,3 +245,17 @@ async fn deeply_nested_mime_does_not_overflow_the_stack() {
     assert!(tagged(&r).starts_with("g OK"), "{r:?}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn unadvertised_extension_syntax_is_refused() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    let r = c.cmd("a SELECT INBOX (CONDSTORE)").await;
+    assert!(tagged(&r).starts_with("a BAD"), "{r:?}");
+    c.cmd("b SELECT INBOX").await;
+    let r = c.cmd("c FETCH 1:* (FLAGS) (CHANGEDSINCE 1)").await;
+    assert!(tagged(&r).starts_with("c BAD"), "{r:?}");
+    let r = c.cmd("d STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)").await;
+    assert!(tagged(&r).starts_with("d BAD"), "{r:?}");
+    running.shutdown().await;
+}

@@ -436,7 +436,10 @@ impl Session {
                 | CommandBody::Copy { uid: false, .. }
                 | CommandBody::Move { uid: false, .. }
         );
-        let reply = match self.check_state(&cmd.body) {
+        let reply = match self
+            .check_state(&cmd.body)
+            .and_then(|()| unoffered(&cmd.body))
+        {
             Err(reply) => reply,
             Ok(()) => match cmd.body {
                 CommandBody::StartTLS => return self.starttls(&tag).await,
@@ -665,6 +668,27 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// Refuses syntax that imap-codec parses but that belongs to extensions this server does not
+/// advertise (CONDSTORE/QRESYNC parameters and modifiers): accepting and ignoring them would
+/// let a client believe they took effect.
+fn unoffered(body: &CommandBody<'_>) -> Result<(), Reply> {
+    let used = match body {
+        CommandBody::Select { parameters, .. } | CommandBody::Examine { parameters, .. } => {
+            !parameters.is_empty()
+        }
+        CommandBody::Fetch { modifiers, .. } => !modifiers.is_empty(),
+        CommandBody::Store { modifiers, .. } => !modifiers.is_empty(),
+        _ => false,
+    };
+    if used {
+        Err(Reply::bad(
+            "CONDSTORE/QRESYNC parameters are not offered by this server",
+        ))
+    } else {
+        Ok(())
     }
 }
 
