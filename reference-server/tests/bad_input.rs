@@ -42,6 +42,12 @@ async fn junk_and_wrong_state_get_bad_and_the_session_goes_on() {
     assert!(tagged(&r).starts_with("t7 BAD"), "beyond EXISTS: {r:?}");
     let r = c.cmd("t8 NOOP").await;
     assert!(tagged(&r).starts_with("t8 OK"), "{r:?}");
+    // A synchronizing literal after a syntax error is refused at once, without `+`.
+    c.send(b"t9 FROBNICATE {5}\r\n").await;
+    let l = c.line().await;
+    assert!(l.starts_with("t9 BAD"), "{l}");
+    let r = c.cmd("t10 NOOP").await;
+    assert!(tagged(&r).starts_with("t10 OK"), "{r:?}");
     running.shutdown().await;
 }
 

@@ -286,7 +286,7 @@ impl Session {
                 } else {
                     Reply::bad("Command line too long")
                 };
-                self.reply_untagged_or_tagged(&bytes, &reply);
+                self.reply_untagged_or_tagged(&reply);
                 continue;
             }
             let decoded = CommandCodec::default().decode(&bytes);
@@ -301,19 +301,18 @@ impl Session {
                 }
                 _ => {
                     let reply = Reply::bad("Syntax error or unknown command");
-                    self.reply_untagged_or_tagged(&bytes, &reply);
+                    self.reply_untagged_or_tagged(&reply);
                 }
             }
         }
     }
 
-    /// Answers a message that could not be decoded: with its tag if one can be recovered.
-    fn reply_untagged_or_tagged(&mut self, bytes: &[u8], reply: &Reply) {
-        let mut probe = Fragmentizer::new(1024);
-        probe.enqueue_bytes(&bytes[..bytes.len().min(1024)]);
-        let _ = probe.progress();
-        match probe.decode_tag() {
-            Some(tag) => self.tagged(tag.inner(), reply),
+    /// Answers the current message, which could not be decoded or was refused: with its tag
+    /// if the Fragmentizer can recover one, else untagged.
+    fn reply_untagged_or_tagged(&mut self, reply: &Reply) {
+        let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+        match tag {
+            Some(tag) => self.tagged(&tag, reply),
             None => self.status_response(Kind::Bad, reply.code.clone(), &reply.text),
         }
     }
@@ -369,9 +368,10 @@ impl Session {
                             };
                             match refusal {
                                 Some(reply) => {
-                                    let bytes = self.frag.message_bytes()[..].to_vec();
+                                    // The client sends no literal after a refusal, so the
+                                    // message ends here.
+                                    self.reply_untagged_or_tagged(&reply);
                                     self.frag.skip_message();
-                                    self.reply_untagged_or_tagged(&bytes, &reply);
                                     self.flush().await?;
                                     too_long = false;
                                     too_big = false;
