@@ -265,3 +265,26 @@ async fn unadvertised_extension_syntax_is_refused() {
     assert!(tagged(&r).starts_with("d BAD"), "{r:?}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_a_stalled_tls_handshake() {
+    let running = server_with(Limits::default()).await;
+    // Connect to the implicit-TLS port and never start the handshake.
+    let _silent = tokio::net::TcpStream::connect(running.imaps.expect("imaps"))
+        .await
+        .expect("connect");
+    let mut plain = tokio::net::TcpStream::connect(running.imap.expect("imap"))
+        .await
+        .expect("connect");
+    // STARTTLS accepted, then silence instead of a ClientHello.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut greeting = [0u8; 512];
+    let _ = plain.read(&mut greeting).await.expect("greeting");
+    plain.write_all(b"s STARTTLS\r\n").await.expect("write");
+    let mut ok = [0u8; 512];
+    let _ = plain.read(&mut ok).await.expect("reply");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(5), running.shutdown())
+        .await
+        .expect("shutdown finished despite stalled handshakes");
+}
