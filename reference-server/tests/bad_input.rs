@@ -104,7 +104,7 @@ async fn overlong_line_gets_bad() {
 async fn session_limit_and_autologout() {
     let limits = Limits {
         max_sessions: 1,
-        idle_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
     let running = server_with(limits).await;
