@@ -122,6 +122,17 @@ impl Running {
 }
 
 /// Binds the configured listeners, spawns their tasks and returns at once.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), reference_server::ServerError> {
+/// let running = reference_server::start(reference_server::Config::default()).await?;
+/// // Plain IMAP (with STARTTLS) and implicit TLS on ephemeral loopback ports; clients trust
+/// // `running.certificate`. Accounts: alice/alicepw and bob/bobpw.
+/// println!("imap {:?} imaps {:?}", running.imap, running.imaps);
+/// running.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 pub async fn start(config: Config) -> Result<Running, ServerError> {
     if config.limits.max_sessions == 0 || config.limits.max_line < 64 {
         return Err(ServerError::Config(
@@ -136,7 +147,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         limits: config.limits.clone(),
         next_id: AtomicU64::new(1),
     });
-    let sessions = Arc::new(Semaphore::new(config.limits.max_sessions));
+    // Semaphore::new panics above MAX_PERMITS; more sessions than that cannot exist anyway.
+    let sessions = Arc::new(Semaphore::new(
+        config.limits.max_sessions.min(Semaphore::MAX_PERMITS),
+    ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (alive_tx, alive_rx) = mpsc::channel(1);
     let mut bound = [None, None];

@@ -105,11 +105,20 @@ impl Mailbox {
         }
     }
 
-    /// Adds a message under the next UID and returns that UID. UIDs are never reused:
-    /// `uid_next` only grows.
-    pub fn add(&mut self, content: Arc<MessageContent>, flags: Flags) -> u32 {
+    /// How many more messages can get a UID (the largest UID is `u32::MAX - 1`, so that
+    /// UIDNEXT stays a valid 32-bit number above every UID).
+    pub fn uids_left(&self) -> u32 {
+        u32::MAX - self.uid_next
+    }
+
+    /// Adds a message under the next UID and returns that UID, or `None` once the UID space
+    /// is used up. UIDs are never reused: `uid_next` only grows.
+    pub fn add(&mut self, content: Arc<MessageContent>, flags: Flags) -> Option<u32> {
+        if self.uids_left() == 0 {
+            return None;
+        }
         let uid = self.uid_next;
-        self.uid_next = self.uid_next.saturating_add(1);
+        self.uid_next += 1;
         self.messages.insert(
             uid,
             StoredMessage {
@@ -120,7 +129,7 @@ impl Mailbox {
                 recent_owner: None,
             },
         );
-        uid
+        Some(uid)
     }
 
     pub fn unseen(&self) -> usize {
@@ -201,16 +210,25 @@ mod tests {
         let mut mb = Mailbox::new(1, 7);
         let a = mb.add(content(), Flags::default());
         let b = mb.add(content(), ["\\Deleted"].into_iter().collect());
-        assert_eq!((a, b), (1, 2));
+        assert_eq!((a, b), (Some(1), Some(2)));
         assert_eq!(mb.expunge(None), vec![2]);
-        assert_eq!(mb.add(content(), Flags::default()), 3);
+        assert_eq!(mb.add(content(), Flags::default()), Some(3));
         assert_eq!(mb.uid_next, 4);
+    }
+
+    #[test]
+    fn uid_space_runs_out_instead_of_wrapping() {
+        let mut mb = Mailbox::new(1, 7);
+        mb.uid_next = u32::MAX - 1;
+        assert_eq!(mb.add(content(), Flags::default()), Some(u32::MAX - 1));
+        assert_eq!(mb.add(content(), Flags::default()), None);
+        assert_eq!(mb.uid_next, u32::MAX);
     }
 
     #[test]
     fn recent_is_released_by_its_owner_only() {
         let mut mb = Mailbox::new(1, 7);
-        let uid = mb.add(content(), Flags::default());
+        let uid = mb.add(content(), Flags::default()).unwrap();
         if let Some(m) = mb.messages.get_mut(&uid) {
             m.recent_owner = Some(5);
         }

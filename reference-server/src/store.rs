@@ -27,6 +27,8 @@ pub enum MailboxError {
     BadName,
     #[error("Mailbox is not selectable")]
     NoSelect,
+    #[error("Mailbox has used up its UIDs")]
+    UidsExhausted,
 }
 
 /// One user's data.
@@ -291,7 +293,7 @@ impl StoreState {
         flags: Flags,
     ) -> Result<(u32, u32), MailboxError> {
         let mb = self.mailbox_mut(user, name)?;
-        let uid = mb.add(content, flags);
+        let uid = mb.add(content, flags).ok_or(MailboxError::UidsExhausted)?;
         Ok((mb.uid_validity, uid))
     }
 

@@ -42,6 +42,12 @@ async fn junk_and_wrong_state_get_bad_and_the_session_goes_on() {
     assert!(tagged(&r).starts_with("t7 BAD"), "beyond EXISTS: {r:?}");
     let r = c.cmd("t8 NOOP").await;
     assert!(tagged(&r).starts_with("t8 OK"), "{r:?}");
+    // A synchronizing literal after a syntax error is refused at once, without `+`.
+    c.send(b"t9 FROBNICATE {5}\r\n").await;
+    let l = c.line().await;
+    assert!(l.starts_with("t9 BAD"), "{l}");
+    let r = c.cmd("t10 NOOP").await;
+    assert!(tagged(&r).starts_with("t10 OK"), "{r:?}");
     running.shutdown().await;
 }
 
@@ -98,7 +104,7 @@ async fn overlong_line_gets_bad() {
 async fn session_limit_and_autologout() {
     let limits = Limits {
         max_sessions: 1,
-        idle_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(1500),
         ..Limits::default()
     };
     let running = server_with(limits).await;
@@ -187,4 +193,98 @@ async fn shutdown_is_not_held_up_by_a_client_that_stops_reading() {
     tokio::time::timeout(Duration::from_secs(10), running.shutdown())
         .await
         .expect("shutdown finished although the client does not read");
+}
+
+#[tokio::test]
+async fn deeply_nested_search_keys_do_not_overflow_the_stack() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    c.cmd("s SELECT INBOX").await;
+    let nots = format!("a SEARCH {}ALL", "NOT ".repeat(15_000));
+    let r = c.cmd(&nots).await;
+    assert!(tagged(&r).starts_with("a "), "{r:?}");
+    let parens = format!("b SEARCH {}ALL{}", "(".repeat(30_000), ")".repeat(30_000));
+    let r = c.cmd(&parens).await;
+    assert!(tagged(&r).starts_with("b "), "{r:?}");
+    let r = c.cmd("c NOOP").await;
+    assert!(tagged(&r).starts_with("c OK"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn deeply_nested_mime_does_not_overflow_the_stack() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    let mut msg = String::new();
+    for _ in 0..5_000 {
+        msg.push_str("Content-Type: message/rfc822\r\n\r\n");
+    }
+    msg.push_str("Subject: bottom\r\n\r\nbody\r\n");
+    let mut multi = String::new();
+    for i in 0..5_000 {
+        multi.push_str(&format!(
+            "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+        ));
+    }
+    multi.push_str("\r\nleaf\r\n");
+    for (t, m) in [("a1", &msg), ("a2", &multi)] {
+        c.send(format!("{t} APPEND INBOX {{{}+}}\r\n{m}\r\n", m.len()).as_bytes())
+            .await;
+        c.until_tag(t).await;
+    }
+    c.cmd("s SELECT INBOX").await;
+    // The structure below the depth limit is reported as opaque data. imap-codec itself
+    // parses only 7 levels of BODYSTRUCTURE, so it cannot check this response.
+    c.check = false;
+    let r = c
+        .cmd("f FETCH 1:2 (BODYSTRUCTURE ENVELOPE BODY.PEEK[1.1.1.1])")
+        .await;
+    c.check = true;
+    assert!(tagged(&r).starts_with("f OK"), "{}", tagged(&r));
+    assert_eq!(
+        r.iter()
+            .filter(|l| l.contains("\"APPLICATION\" \"OCTET-STREAM\""))
+            .count(),
+        2
+    );
+    let r = c.cmd("g SEARCH BODY leaf").await;
+    assert!(tagged(&r).starts_with("g OK"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn unadvertised_extension_syntax_is_refused() {
+    let running = server_with(Limits::default()).await;
+    let mut c = Client::login(&running, "alice").await;
+    let r = c.cmd("a SELECT INBOX (CONDSTORE)").await;
+    assert!(tagged(&r).starts_with("a BAD"), "{r:?}");
+    c.cmd("b SELECT INBOX").await;
+    let r = c.cmd("c FETCH 1:* (FLAGS) (CHANGEDSINCE 1)").await;
+    assert!(tagged(&r).starts_with("c BAD"), "{r:?}");
+    let r = c.cmd("d STORE 1 (UNCHANGEDSINCE 1) +FLAGS (\\Seen)").await;
+    assert!(tagged(&r).starts_with("d BAD"), "{r:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_is_not_held_up_by_a_stalled_tls_handshake() {
+    let running = server_with(Limits::default()).await;
+    // Connect to the implicit-TLS port and never start the handshake.
+    let _silent = tokio::net::TcpStream::connect(running.imaps.expect("imaps"))
+        .await
+        .expect("connect");
+    let mut plain = tokio::net::TcpStream::connect(running.imap.expect("imap"))
+        .await
+        .expect("connect");
+    // STARTTLS accepted, then silence instead of a ClientHello.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut greeting = [0u8; 512];
+    let _ = plain.read(&mut greeting).await.expect("greeting");
+    plain.write_all(b"s STARTTLS\r\n").await.expect("write");
+    let mut ok = [0u8; 512];
+    let _ = plain.read(&mut ok).await.expect("reply");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    tokio::time::timeout(Duration::from_secs(5), running.shutdown())
+        .await
+        .expect("shutdown finished despite stalled handshakes");
 }

@@ -88,3 +88,52 @@ async fn login_with_domain_and_wrong_password() {
     assert!(tagged(&r).starts_with("b OK"), "{r:?}");
     running.shutdown().await;
 }
+
+#[tokio::test]
+async fn capabilities_follow_the_state() {
+    let running = server().await;
+    let mut c = Client::connect(&running).await;
+    let r = c.cmd("a CAPABILITY").await;
+    assert!(
+        has(&r, "AUTH=PLAIN") && has(&r, "STARTTLS") && has(&r, "IDLE"),
+        "{r:?}"
+    );
+    let r = c.cmd("b LOGIN alice alicepw").await;
+    assert!(
+        tagged(&r).starts_with("b OK [CAPABILITY IMAP4rev1 "),
+        "{r:?}"
+    );
+    assert!(!has(&r, "STARTTLS") && !has(&r, "AUTH="), "{r:?}");
+    let r = c.cmd("c CAPABILITY").await;
+    assert!(
+        !has(&r, "STARTTLS") && !has(&r, "AUTH=") && has(&r, "UIDPLUS"),
+        "{r:?}"
+    );
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn large_fetch_is_streamed_in_order() {
+    let running = server().await;
+    let mut c = Client::login(&running, "alice").await;
+    for i in 0..12 {
+        let msg = format!("Subject: big {i}\r\n\r\n{}\r\n", "y".repeat(200_000));
+        c.send(format!("a{i} APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()).as_bytes())
+            .await;
+        c.until_tag(&format!("a{i}")).await;
+    }
+    c.cmd("s SELECT INBOX").await;
+    let r = c.cmd("f FETCH 1:* (UID BODY.PEEK[])").await;
+    let fetches: Vec<&String> = r.iter().filter(|l| l.contains(" FETCH (UID ")).collect();
+    assert_eq!(fetches.len(), 12);
+    for (i, l) in fetches.iter().enumerate() {
+        assert!(
+            l.starts_with(&format!("* {} FETCH (UID {} BODY[] {{", i + 1, i + 1)),
+            "{}",
+            &l[..60]
+        );
+        assert!(l.contains(&format!("Subject: big {i}\r\n")));
+    }
+    assert!(tagged(&r).starts_with("f OK"));
+    running.shutdown().await;
+}

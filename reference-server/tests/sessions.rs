@@ -188,6 +188,9 @@ async fn search_keys() {
         }
         assert_eq!(got.trim_end(), *want, "SEARCH {key}: {r:?}");
     }
+    // 8-bit search text travels in a literal; the decoded (RFC 2047) subject matches.
+    let r = c.cmd("u8 SEARCH CHARSET UTF-8 SUBJECT {5+}\r\ncafé").await;
+    assert!(has(&r, "* SEARCH 2"), "{r:?}");
     let r = c.cmd("z SEARCH CHARSET KOI8-R ALL").await;
     assert!(tagged(&r).starts_with("z NO [BADCHARSET"), "{r:?}");
     running.shutdown().await;

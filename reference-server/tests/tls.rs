@@ -39,6 +39,7 @@ async fn implicit_tls_port() {
     let mut c = Client {
         stream: tls,
         buf: Vec::new(),
+        check: true,
     };
     let greeting = c.line().await;
     assert!(greeting.starts_with("* OK [CAPABILITY "), "{greeting}");
@@ -65,6 +66,7 @@ async fn starttls_upgrades_and_drops_the_capability() {
     let mut c = Client {
         stream: tls,
         buf: Vec::new(),
+        check: true,
     };
     let r = c.cmd("c2 CAPABILITY").await;
     assert!(!has(&r, "STARTTLS"), "{r:?}");

@@ -13,7 +13,8 @@ use imap_codec::imap_types::status::StatusDataItemName;
 use super::response::string;
 use super::select::{Selected, flags_response};
 use super::session::{Reply, Session, State};
-use crate::mailbox::{Flags, MessageContent};
+use super::status::{Kind, ReplyCode};
+use crate::mailbox::{Flags, MessageContent, SYSTEM_FLAGS};
 use crate::store::{MailboxError, SEPARATOR, normalize_name};
 
 /// The name a client gave, as the store spells it.
@@ -22,7 +23,10 @@ pub fn mailbox_name(mb: &ImapMailbox<'_>) -> Result<String, Reply> {
         ImapMailbox::Inbox => Ok("INBOX".to_string()),
         ImapMailbox::Other(other) => std::str::from_utf8(other.as_ref())
             .map(normalize_name)
-            .map_err(|_| Reply::no("Mailbox name is not valid UTF-7/ASCII").code("CANNOT")),
+            .map_err(|_| {
+                Reply::no("Mailbox name is not valid UTF-7/ASCII")
+                    .code(ReplyCode::Rfc5530("CANNOT"))
+            }),
     }
 }
 
@@ -33,8 +37,9 @@ pub fn mailbox_error(e: MailboxError) -> Reply {
         MailboxError::AlreadyExists => "ALREADYEXISTS",
         MailboxError::Inbox | MailboxError::BadName | MailboxError::NoSelect => "CANNOT",
         MailboxError::HasChildren => "INUSE",
+        MailboxError::UidsExhausted => "LIMIT",
     };
-    Reply::no(e.to_string()).code(code)
+    Reply::no(e.to_string()).code(ReplyCode::Rfc5530(code))
 }
 
 /// RFC 3501 6.3.8 wildcard match: `*` matches anything, `%` anything but the separator.
@@ -133,24 +138,45 @@ impl Session {
         let first_unseen = sel.view.iter().position(|e| !e.flags.contains("\\Seen"));
         self.untagged(&format!("FLAGS {}", flags_response(&sel.keywords)));
         if read_only {
-            self.untagged("OK [PERMANENTFLAGS ()] No permanent flags permitted");
+            self.status_response(
+                Kind::Ok,
+                Some(ReplyCode::PermanentFlags(Vec::new())),
+                "No permanent flags permitted",
+            );
         } else {
-            let perm = flags_response(&sel.keywords);
-            let perm = format!("{} \\*)", perm.trim_end_matches(')'));
-            self.untagged(&format!("OK [PERMANENTFLAGS {perm}] Flags permitted"));
+            let perm = SYSTEM_FLAGS
+                .iter()
+                .map(|f| f.to_string())
+                .chain(sel.keywords.iter().cloned())
+                .chain(["\\*".to_string()])
+                .collect();
+            self.status_response(
+                Kind::Ok,
+                Some(ReplyCode::PermanentFlags(perm)),
+                "Flags permitted",
+            );
         }
         self.untagged(&format!("{} EXISTS", sel.exists()));
         self.untagged(&format!("{} RECENT", sel.recent.len()));
         if let Some(i) = first_unseen {
-            self.untagged(&format!("OK [UNSEEN {}] First unseen message", i + 1));
+            let n = u32::try_from(i + 1).unwrap_or(u32::MAX);
+            self.status_response(Kind::Ok, Some(ReplyCode::Unseen(n)), "First unseen message");
         }
-        self.untagged(&format!("OK [UIDVALIDITY {}] UIDs valid", sel.uid_validity));
-        self.untagged(&format!("OK [UIDNEXT {uid_next}] Predicted next UID"));
+        self.status_response(
+            Kind::Ok,
+            Some(ReplyCode::UidValidity(sel.uid_validity)),
+            "UIDs valid",
+        );
+        self.status_response(
+            Kind::Ok,
+            Some(ReplyCode::UidNext(uid_next)),
+            "Predicted next UID",
+        );
         self.state = State::Selected(sel);
         if read_only {
-            Reply::ok("EXAMINE completed").code("READ-ONLY")
+            Reply::ok("EXAMINE completed").code(ReplyCode::ReadOnly)
         } else {
-            Reply::ok("SELECT completed").code("READ-WRITE")
+            Reply::ok("SELECT completed").code(ReplyCode::ReadWrite)
         }
     }
 
@@ -159,7 +185,7 @@ impl Session {
         use CommandBody as C;
         let result = match body {
             C::Capability => {
-                let caps = self.capabilities();
+                let caps = self.capabilities().join(" ");
                 self.untagged(&format!("CAPABILITY {caps}"));
                 Ok(Reply::ok("CAPABILITY completed"))
             }
@@ -271,7 +297,7 @@ impl Session {
         } else if user.subscriptions.remove(&name) {
             Ok(Reply::ok("UNSUBSCRIBE completed"))
         } else {
-            Err(Reply::no("Not subscribed to that name").code("NONEXISTENT"))
+            Err(Reply::no("Not subscribed to that name").code(ReplyCode::Rfc5530("NONEXISTENT")))
         }
     }
 
@@ -403,11 +429,13 @@ impl Session {
             .lock()
             .append(&self.user, &name, content, flags);
         let (validity, uid) = result.map_err(|e| match e {
-            MailboxError::NonExistent => Reply::no("Mailbox does not exist").code("TRYCREATE"),
+            MailboxError::NonExistent => {
+                Reply::no("Mailbox does not exist").code(ReplyCode::TryCreate)
+            }
             e => mailbox_error(e),
         })?;
         self.shared.store.notify();
-        Ok(Reply::ok("APPEND completed").code(format!("APPENDUID {validity} {uid}")))
+        Ok(Reply::ok("APPEND completed").code(ReplyCode::AppendUid { validity, uid }))
     }
 }
 

@@ -26,9 +26,39 @@ pub enum Kind<'m> {
     Leaf,
 }
 
+/// Deepest MIME nesting (multipart and message/rfc822 levels) the server walks. Real mail
+/// stays within a handful of levels; anything below this depth is treated as one opaque part,
+/// so a hostile message cannot drive the recursive encoders into a stack overflow.
+pub const MAX_MIME_DEPTH: usize = 64;
+
+/// A parsed message. mail-parser nests encapsulated messages as values, so the default drop
+/// of a message nested thousands of times deep would recurse that deep; this wrapper takes
+/// the nested messages apart iteratively instead.
+pub struct Parsed<'a>(Message<'a>);
+
+impl<'a> std::ops::Deref for Parsed<'a> {
+    type Target = Message<'a>;
+    fn deref(&self) -> &Message<'a> {
+        &self.0
+    }
+}
+
+impl Drop for Parsed<'_> {
+    fn drop(&mut self) {
+        let mut stack = vec![std::mem::take(&mut self.0)];
+        while let Some(mut msg) = stack.pop() {
+            for part in &mut msg.parts {
+                if let PartType::Message(inner) = &mut part.body {
+                    stack.push(std::mem::take(inner));
+                }
+            }
+        }
+    }
+}
+
 /// Parses raw bytes with mail-parser; `None` only for input it cannot make sense of.
-pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
-    MessageParser::default().parse(raw)
+pub fn parse(raw: &[u8]) -> Option<Parsed<'_>> {
+    MessageParser::default().parse(raw).map(Parsed)
 }
 
 fn clamp(r: Range<usize>, len: usize) -> Range<usize> {
@@ -38,10 +68,11 @@ fn clamp(r: Range<usize>, len: usize) -> Range<usize> {
 
 /// Builds the part tree of a parsed message; `len` is the raw length.
 pub fn tree<'m>(msg: &'m Message<'m>, len: usize) -> Node<'m> {
-    build(msg, 0, len)
+    build(msg, 0, len, MAX_MIME_DEPTH)
 }
 
-fn build<'m>(msg: &'m Message<'m>, idx: usize, len: usize) -> Node<'m> {
+/// `levels_left`: how many more composite levels may be opened.
+fn build<'m>(msg: &'m Message<'m>, idx: usize, len: usize, levels_left: usize) -> Node<'m> {
     let Some(part) = msg.parts.get(idx) else {
         return Node {
             part: None,
@@ -53,13 +84,16 @@ fn build<'m>(msg: &'m Message<'m>, idx: usize, len: usize) -> Node<'m> {
     let header = clamp(part.offset_header as usize..part.offset_body as usize, len);
     let body = clamp(part.offset_body as usize..part.offset_end as usize, len);
     let kind = match &part.body {
+        _ if levels_left == 0 => Kind::Leaf,
         PartType::Multipart(children) => Kind::Multipart(
             children
                 .iter()
-                .map(|&c| build(msg, c as usize, len))
+                .map(|&c| build(msg, c as usize, len, levels_left - 1))
                 .collect(),
         ),
-        PartType::Message(inner) => Kind::Message(Box::new(build(inner, 0, len)), inner),
+        PartType::Message(inner) => {
+            Kind::Message(Box::new(build(inner, 0, len, levels_left - 1)), inner)
+        }
         _ => Kind::Leaf,
     };
     Node {
@@ -391,13 +425,21 @@ pub fn body_structure(out: &mut Vec<u8>, raw: &[u8], node: &Node<'_>, extended: 
         out.push(b')');
         return;
     }
-    let (main, sub) = match ctype {
+    let (mut main, mut sub) = match ctype {
         Some(c) => (
             c.ctype().to_ascii_uppercase(),
             c.subtype().unwrap_or("").to_ascii_uppercase(),
         ),
         None => ("TEXT".to_string(), "PLAIN".to_string()),
     };
+    // A composite part that was not opened (below MAX_MIME_DEPTH, or unparsable) is reported
+    // as opaque data: the MESSAGE/RFC822 and MULTIPART forms need the structure inside.
+    let unopened_message =
+        main == "MESSAGE" && sub == "RFC822" && !matches!(node.kind, Kind::Message(..));
+    if unopened_message || main == "MULTIPART" {
+        main = "APPLICATION".to_string();
+        sub = "OCTET-STREAM".to_string();
+    }
     let default_charset = ctype.is_none().then_some(("CHARSET", "us-ascii"));
     string(out, main.as_bytes());
     out.push(b' ');
@@ -443,14 +485,17 @@ pub fn body_structure(out: &mut Vec<u8>, raw: &[u8], node: &Node<'_>, extended: 
     out.push(b')');
 }
 
-/// Decoded text of every text part, for SEARCH BODY/TEXT.
+/// Decoded text of every text part, encapsulated messages included, for SEARCH BODY/TEXT.
 pub fn body_texts(msg: &Message<'_>) -> Vec<String> {
     let mut texts = Vec::new();
-    for part in &msg.parts {
-        match &part.body {
-            PartType::Text(t) | PartType::Html(t) => texts.push(t.to_string()),
-            PartType::Message(inner) => texts.extend(body_texts(inner)),
-            _ => {}
+    let mut stack = vec![msg];
+    while let Some(m) = stack.pop() {
+        for part in &m.parts {
+            match &part.body {
+                PartType::Text(t) | PartType::Html(t) => texts.push(t.to_string()),
+                PartType::Message(inner) => stack.push(inner),
+                _ => {}
+            }
         }
     }
     texts
@@ -496,6 +541,33 @@ mod tests {
             ),
         );
         assert_eq!(get(fields), "Subject: hi\r\n\r\n");
+    }
+
+    #[test]
+    fn structure_below_the_depth_limit_is_opaque_and_well_formed() {
+        use imap_codec::ResponseCodec;
+        use imap_codec::decode::Decoder;
+        let mut raw = String::new();
+        for i in 0..10 {
+            raw.push_str(&format!(
+                "Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n"
+            ));
+            raw.push_str("Content-Type: message/rfc822\r\n\r\n");
+        }
+        raw.push_str("Subject: leaf\r\n\r\nleaf\r\n");
+        let msg = parse(raw.as_bytes()).unwrap();
+        let root = build(&msg, 0, raw.len(), 5);
+        for extended in [false, true] {
+            let mut out = b"* 1 FETCH (BODYSTRUCTURE ".to_vec();
+            body_structure(&mut out, raw.as_bytes(), &root, extended);
+            out.extend_from_slice(b")\r\n");
+            let text = String::from_utf8(out.clone()).unwrap();
+            assert!(text.contains("\"APPLICATION\" \"OCTET-STREAM\""), "{text}");
+            assert!(
+                matches!(ResponseCodec::default().decode(&out), Ok(([], _))),
+                "{text}"
+            );
+        }
     }
 
     #[test]

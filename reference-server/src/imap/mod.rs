@@ -4,10 +4,13 @@
 //! # Layout
 //! - `session`: framing, state machine, dispatch, STARTTLS/AUTHENTICATE/IDLE
 //! - `mailboxes`: authenticated-state commands (SELECT, LIST, APPEND, ...)
-//! - `messages`: selected-state commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE)
+//! - `messages`: selected-state commands (STORE, SEARCH, COPY, MOVE, EXPUNGE, CLOSE)
+//! - `fetch`: FETCH and its data items
 //! - `select`: the selected view and unsolicited updates
+//! - `status`: OK/NO/BAD/BYE and the greeting, encoded with imap-codec
 //! - `search`, `mime`, `response`, `stream`: helpers named for what they do
 
+mod fetch;
 mod mailboxes;
 mod messages;
 mod mime;
@@ -15,6 +18,7 @@ mod response;
 mod search;
 mod select;
 pub(crate) mod session;
+mod status;
 mod stream;
 
 use std::sync::Arc;
@@ -25,6 +29,9 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use session::{Session, Shared};
 use stream::Stream;
+
+/// Pause after a failed accept() (e.g. no file descriptors left) before trying again.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Accepts connections until shutdown. `implicit_tls` selects the imaps behaviour.
 pub(crate) async fn listen(
@@ -43,13 +50,15 @@ pub(crate) async fn listen(
         let (tcp, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
+                // Typically out of file descriptors: back off instead of spinning.
                 warn!(error = %e, "accept failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
                 continue;
             }
         };
         let permit = Arc::clone(&sessions).try_acquire_owned();
         let shared = Arc::clone(&shared);
-        let shutdown = shutdown.clone();
+        let mut shutdown = shutdown.clone();
         let alive = alive.clone();
         let span = info_span!("imap", %peer, tls = implicit_tls);
         tokio::spawn(
@@ -69,16 +78,19 @@ pub(crate) async fn listen(
                     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&shared.tls));
                     let handshake =
                         tokio::time::timeout(shared.limits.idle_timeout, acceptor.accept(tcp));
-                    match handshake.await {
-                        Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
-                        Ok(Err(e)) => {
-                            debug!(error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            debug!("TLS handshake timed out");
-                            return;
-                        }
+                    tokio::select! {
+                        r = handshake => match r {
+                            Ok(Ok(tls)) => Stream::Tls(Box::new(tls)),
+                            Ok(Err(e)) => {
+                                debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                debug!("TLS handshake timed out");
+                                return;
+                            }
+                        },
+                        _ = shutdown.changed() => return,
                     }
                 } else {
                     Stream::Plain(tcp)

@@ -1,5 +1,6 @@
-//! Small encoders for the IMAP response grammar (RFC 3501 section 9): strings as quoted or
-//! literal, nstring, flag lists, date-time and UID sets.
+//! Small encoders for the IMAP response grammar (RFC 3501 section 9) used by the data
+//! responses (FETCH, LIST, STATUS, ...): strings as quoted or literal, nstring, flag lists and
+//! date-time.
 
 use chrono::{DateTime, FixedOffset};
 
@@ -52,27 +53,6 @@ pub fn date_time(dt: &DateTime<FixedOffset>) -> String {
     format!("\"{}\"", dt.format("%e-%b-%Y %H:%M:%S %z"))
 }
 
-/// A compact uid-set (RFC 4315): consecutive UIDs in the given order collapse to ranges.
-pub fn uid_set(uids: &[u32]) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
-        let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end.wrapping_add(1) {
-            end = uids[i + 1];
-            i += 1;
-        }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}:{end}")
-        });
-        i += 1;
-    }
-    parts.join(",")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,13 +68,6 @@ mod tests {
         out.clear();
         nstring(&mut out, None);
         assert_eq!(out, b"NIL");
-    }
-
-    #[test]
-    fn uid_sets_compress_runs() {
-        assert_eq!(uid_set(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(uid_set(&[4]), "4");
-        assert_eq!(uid_set(&[]), "");
     }
 
     #[test]

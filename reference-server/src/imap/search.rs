@@ -11,13 +11,16 @@ use super::select::{Selected, in_set};
 /// Lazily parsed view of one message for the text keys.
 struct Candidate<'a> {
     raw: &'a [u8],
-    parsed: Option<Option<Message<'a>>>,
+    parsed: Option<Option<mime::Parsed<'a>>>,
 }
 
 impl<'a> Candidate<'a> {
     fn message(&mut self) -> Option<&Message<'a>> {
         let raw = self.raw;
-        self.parsed.get_or_insert_with(|| mime::parse(raw)).as_ref()
+        self.parsed
+            .get_or_insert_with(|| mime::parse(raw))
+            .as_ref()
+            .map(|p| &**p)
     }
 }
 

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 use tracing::{debug, trace};
 
 use super::select::Selected;
+use super::status::{self, Kind, ReplyCode};
 use super::stream::Stream;
 use crate::limits::Limits;
 use crate::store::Store;
@@ -47,7 +48,7 @@ pub(crate) enum Status {
 /// The tagged response a command ends with.
 pub(crate) struct Reply {
     pub status: Status,
-    pub code: Option<String>,
+    pub code: Option<ReplyCode>,
     pub text: String,
 }
 
@@ -73,8 +74,8 @@ impl Reply {
             text: text.into(),
         }
     }
-    pub fn code(mut self, code: impl Into<String>) -> Self {
-        self.code = Some(code.into());
+    pub fn code(mut self, code: ReplyCode) -> Self {
+        self.code = Some(code);
         self
     }
 }
@@ -154,7 +155,10 @@ impl Session {
         }
     }
 
-    pub fn capabilities(&self) -> String {
+    /// The capability list for the current state. STARTTLS and the AUTH= mechanisms are
+    /// offered only where they can be used: before authentication (STARTTLS also only on a
+    /// plain connection), as Dovecot does.
+    pub fn capabilities(&self) -> Vec<&'static str> {
         let mut caps = vec![
             "IMAP4rev1",
             "LITERAL+",
@@ -166,13 +170,14 @@ impl Session {
             "NAMESPACE",
             "ID",
             "UNSELECT",
-            "AUTH=PLAIN",
-            "AUTH=LOGIN",
         ];
-        if self.starttls_offered && !self.tls_active {
-            caps.push("STARTTLS");
+        if matches!(self.state, State::NotAuthenticated) {
+            caps.extend(["AUTH=PLAIN", "AUTH=LOGIN"]);
+            if self.starttls_offered && !self.tls_active {
+                caps.push("STARTTLS");
+            }
         }
-        caps.join(" ")
+        caps
     }
 
     pub fn untagged(&mut self, line: &str) {
@@ -182,21 +187,24 @@ impl Session {
     }
 
     fn tagged(&mut self, tag: &str, reply: &Reply) {
-        let status = match reply.status {
-            Status::Ok => "OK",
-            Status::No => "NO",
-            Status::Bad => "BAD",
+        let kind = match reply.status {
+            Status::Ok => Kind::Ok,
+            Status::No => Kind::No,
+            Status::Bad => Kind::Bad,
         };
-        let line = match &reply.code {
-            Some(code) => format!("{tag} {status} [{code}] {}\r\n", reply.text),
-            None => format!("{tag} {status} {}\r\n", reply.text),
-        };
-        self.out.extend_from_slice(line.as_bytes());
+        let bytes = status::encode(Some(tag), kind, reply.code.as_ref(), &reply.text);
+        self.out.extend_from_slice(&bytes);
+    }
+
+    /// An untagged status response (`* OK [code] text`, `* BYE text`, ...).
+    pub fn status_response(&mut self, kind: Kind, code: Option<ReplyCode>, text: &str) {
+        let bytes = status::encode(None, kind, code.as_ref(), text);
+        self.out.extend_from_slice(&bytes);
     }
 
     /// Writes the pending output. A client that stops reading cannot hold the session (or a
     /// server shutdown) forever: the write gives up after the idle timeout or on shutdown.
-    async fn flush(&mut self) -> Result<(), End> {
+    pub(crate) async fn flush(&mut self) -> Result<(), End> {
         let timeout = self.shared.limits.idle_timeout;
         let out = std::mem::take(&mut self.out);
         trace!(bytes = out.len(), "send");
@@ -224,20 +232,20 @@ impl Session {
 
     /// Serves the connection until logout, close, timeout or shutdown.
     pub async fn run(mut self) {
-        let greeting = format!(
-            "OK [CAPABILITY {}] mailtape reference IMAP4rev1 server ready",
-            self.capabilities()
+        let greeting = status::greeting(
+            self.capabilities(),
+            "mailtape reference IMAP4rev1 server ready",
         );
-        self.untagged(&greeting);
+        self.out.extend_from_slice(&greeting);
         let end = self.serve().await;
         match &end {
             Ok(()) => debug!("session logged out"),
             Err(End::Timeout) => {
-                self.untagged("BYE Autologout; idle for too long");
+                self.status_response(Kind::Bye, None, "Autologout; idle for too long");
                 self.flush_goodbye().await;
             }
             Err(End::Shutdown) => {
-                self.untagged("BYE Server shutting down");
+                self.status_response(Kind::Bye, None, "Server shutting down");
                 self.flush_goodbye().await;
             }
             Err(End::Io(e)) => debug!(error = %e, "session ended by I/O error"),
@@ -274,11 +282,11 @@ impl Session {
                 };
             if too_long || too_big {
                 let reply = if too_big {
-                    Reply::bad("Literal exceeds the size limit").code("TOOBIG")
+                    Reply::bad("Literal exceeds the size limit").code(ReplyCode::TooBig)
                 } else {
                     Reply::bad("Command line too long")
                 };
-                self.reply_untagged_or_tagged(&bytes, &reply);
+                self.reply_untagged_or_tagged(&reply);
                 continue;
             }
             let decoded = CommandCodec::default().decode(&bytes);
@@ -293,26 +301,19 @@ impl Session {
                 }
                 _ => {
                     let reply = Reply::bad("Syntax error or unknown command");
-                    self.reply_untagged_or_tagged(&bytes, &reply);
+                    self.reply_untagged_or_tagged(&reply);
                 }
             }
         }
     }
 
-    /// Answers a message that could not be decoded: with its tag if one can be recovered.
-    fn reply_untagged_or_tagged(&mut self, bytes: &[u8], reply: &Reply) {
-        let mut probe = Fragmentizer::new(1024);
-        probe.enqueue_bytes(&bytes[..bytes.len().min(1024)]);
-        let _ = probe.progress();
-        match probe.decode_tag() {
-            Some(tag) => self.tagged(tag.inner(), reply),
-            None => {
-                let line = match &reply.code {
-                    Some(c) => format!("BAD [{c}] {}", reply.text),
-                    None => format!("BAD {}", reply.text),
-                };
-                self.untagged(&line);
-            }
+    /// Answers the current message, which could not be decoded or was refused: with its tag
+    /// if the Fragmentizer can recover one, else untagged.
+    fn reply_untagged_or_tagged(&mut self, reply: &Reply) {
+        let tag = self.frag.decode_tag().map(|t| t.inner().to_string());
+        match tag {
+            Some(tag) => self.tagged(&tag, reply),
+            None => self.status_response(Kind::Bad, reply.code.clone(), &reply.text),
         }
     }
 
@@ -355,7 +356,10 @@ impl Session {
                             let refusal = if too_long {
                                 Some(Reply::bad("Command line too long"))
                             } else if oversized {
-                                Some(Reply::no("Literal exceeds the size limit").code("TOOBIG"))
+                                Some(
+                                    Reply::no("Literal exceeds the size limit")
+                                        .code(ReplyCode::TooBig),
+                                )
                             } else {
                                 match CommandCodec::default().decode(self.frag.message_bytes()) {
                                     Err(CommandDecodeError::LiteralFound { .. }) => None,
@@ -364,9 +368,10 @@ impl Session {
                             };
                             match refusal {
                                 Some(reply) => {
-                                    let bytes = self.frag.message_bytes()[..].to_vec();
+                                    // The client sends no literal after a refusal, so the
+                                    // message ends here.
+                                    self.reply_untagged_or_tagged(&reply);
                                     self.frag.skip_message();
-                                    self.reply_untagged_or_tagged(&bytes, &reply);
                                     self.flush().await?;
                                     too_long = false;
                                     too_big = false;
@@ -431,7 +436,10 @@ impl Session {
                 | CommandBody::Copy { uid: false, .. }
                 | CommandBody::Move { uid: false, .. }
         );
-        let reply = match self.check_state(&cmd.body) {
+        let reply = match self
+            .check_state(&cmd.body)
+            .and_then(|()| unoffered(&cmd.body))
+        {
             Err(reply) => reply,
             Ok(()) => match cmd.body {
                 CommandBody::StartTLS => return self.starttls(&tag).await,
@@ -443,8 +451,14 @@ impl Session {
                     self.authenticate(&mechanism, ir).await?
                 }
                 CommandBody::Idle => self.idle().await?,
+                CommandBody::Fetch {
+                    sequence_set,
+                    macro_or_item_names,
+                    uid,
+                    ..
+                } => self.fetch(&sequence_set, macro_or_item_names, uid).await?,
                 CommandBody::Logout => {
-                    self.untagged("BYE Logging out");
+                    self.status_response(Kind::Bye, None, "Logging out");
                     self.deselect();
                     self.state = State::Logout;
                     Reply::ok("LOGOUT completed")
@@ -588,9 +602,8 @@ impl Session {
                     return Ok(Reply::bad("Malformed PLAIN response"));
                 };
                 if !authz.is_empty() && authz != authc {
-                    return Ok(
-                        Reply::no("Authorization identity not allowed").code("AUTHORIZATIONFAILED")
-                    );
+                    return Ok(Reply::no("Authorization identity not allowed")
+                        .code(ReplyCode::Rfc5530("AUTHORIZATIONFAILED")));
                 }
                 (authc.to_vec(), pass.to_vec())
             }
@@ -617,7 +630,8 @@ impl Session {
     pub fn login(&mut self, user: &[u8], password: &[u8], what: &str) -> Reply {
         let (Ok(user), Ok(password)) = (std::str::from_utf8(user), std::str::from_utf8(password))
         else {
-            return Reply::no("Invalid credentials").code("AUTHENTICATIONFAILED");
+            return Reply::no("Invalid credentials")
+                .code(ReplyCode::Rfc5530("AUTHENTICATIONFAILED"));
         };
         match self.shared.store.authenticate(user, password) {
             Some(name) => {
@@ -625,9 +639,11 @@ impl Session {
                 self.user = name;
                 self.state = State::Authenticated;
                 let caps = self.capabilities();
-                Reply::ok(format!("{what} completed")).code(format!("CAPABILITY {caps}"))
+                Reply::ok(format!("{what} completed")).code(ReplyCode::Capability(caps))
             }
-            None => Reply::no("Invalid credentials").code("AUTHENTICATIONFAILED"),
+            None => {
+                Reply::no("Invalid credentials").code(ReplyCode::Rfc5530("AUTHENTICATIONFAILED"))
+            }
         }
     }
 
@@ -652,6 +668,27 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// Refuses syntax that imap-codec parses but that belongs to extensions this server does not
+/// advertise (CONDSTORE/QRESYNC parameters and modifiers): accepting and ignoring them would
+/// let a client believe they took effect.
+fn unoffered(body: &CommandBody<'_>) -> Result<(), Reply> {
+    let used = match body {
+        CommandBody::Select { parameters, .. } | CommandBody::Examine { parameters, .. } => {
+            !parameters.is_empty()
+        }
+        CommandBody::Fetch { modifiers, .. } => !modifiers.is_empty(),
+        CommandBody::Store { modifiers, .. } => !modifiers.is_empty(),
+        _ => false,
+    };
+    if used {
+        Err(Reply::bad(
+            "CONDSTORE/QRESYNC parameters are not offered by this server",
+        ))
+    } else {
+        Ok(())
     }
 }
 

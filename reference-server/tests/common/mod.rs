@@ -18,6 +18,9 @@ pub async fn server() -> Running {
 pub struct Client<S> {
     pub stream: S,
     pub buf: Vec<u8>,
+    /// Check each response with imap-codec (off only where imap-codec's own limits, such as
+    /// its BODYSTRUCTURE nesting depth of 7, are below what the server may send).
+    pub check: bool,
 }
 
 impl Client<TcpStream> {
@@ -28,6 +31,7 @@ impl Client<TcpStream> {
         let mut c = Client {
             stream: tcp,
             buf: Vec::new(),
+            check: true,
         };
         let greeting = c.line().await;
         assert!(
@@ -102,7 +106,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 raw.extend_from_slice(b"\r\n");
                 line.push_str(&rest);
             }
-            if !line.starts_with("<EOF>") {
+            if self.check && !line.starts_with("<EOF>") {
                 check_grammar(&raw);
             }
             let done = line.starts_with(&format!("{tag} ")) || line.starts_with("<EOF>");
@@ -127,11 +131,19 @@ pub fn check_grammar(raw: &[u8]) {
     use imap_codec::decode::Decoder;
     match ResponseCodec::default().decode(raw) {
         Ok(([], _)) => {}
-        other => panic!(
-            "response does not parse ({:?}): {:?}",
-            other.map(|(rest, _)| rest.len()),
-            String::from_utf8_lossy(raw)
-        ),
+        other => {
+            let text = String::from_utf8_lossy(raw);
+            let shown: String = text.chars().take(600).collect();
+            panic!(
+                "response does not parse ({:?}): {shown:?}{}",
+                other.map(|(rest, _)| rest.len()),
+                if text.len() > shown.len() {
+                    " (cut)"
+                } else {
+                    ""
+                }
+            )
+        }
     }
 }
 
