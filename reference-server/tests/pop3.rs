@@ -385,6 +385,28 @@ async fn dele_quit_removes_the_message_for_pop3_and_imap() {
     running.shutdown().await;
 }
 
+#[tokio::test]
+async fn imap_idle_hears_the_pop3_update() {
+    let running = server().await;
+    append(&running, "alice", MSG1).await;
+    append(&running, "alice", MSG2).await;
+    let mut imap = Client::login(&running, "alice").await;
+    imap.cmd("s SELECT INBOX").await;
+    imap.send(b"i IDLE\r\n").await;
+    let l = imap.line().await;
+    assert!(l.starts_with('+'), "{l}");
+    let mut p = Pop::login(&running, "alice").await;
+    p.ok("DELE 2").await;
+    p.quit().await;
+    // Pushed while idling: the store's change notification reached the IMAP session.
+    let l = imap.line().await;
+    assert_eq!(l, "* 2 EXPUNGE");
+    imap.send(b"DONE\r\n").await;
+    let r = imap.until_tag("i").await;
+    assert!(tagged(&r).starts_with("i OK"), "{r:?}");
+    running.shutdown().await;
+}
+
 /// Logs in, retrying while a just-dropped session still holds the lock (the server notices the
 /// disconnect asynchronously).
 async fn loop_login(running: &Running, user: &str) -> Pop<TcpStream> {

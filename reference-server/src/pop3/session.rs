@@ -241,6 +241,7 @@ impl Session {
         match std::mem::replace(&mut self.state, State::Authorization { user: None }) {
             State::Authorization { user } => self.authorization(cmd, user),
             State::Transaction(drop) => self.transaction(cmd, drop),
+            // Answered by `sasl_response` at the top; never a command.
             State::SaslPlain => Step::Continue,
         }
     }

@@ -146,7 +146,8 @@ pub enum Expect {
     SingleLine,
     /// After `+OK`, lines up to a lone `.`; after anything else, one line.
     MultiLine,
-    /// During AUTH: a `+ ` continuation, `+OK` or `-ERR`, each one line.
+    /// During AUTH: a `+ ` continuation, `+OK` or `-ERR`, each one line. After a
+    /// continuation the client sends its response line and queues another `Sasl`.
     Sasl,
 }
 
@@ -179,6 +180,17 @@ impl Reply {
     /// Whether any line of the reply ended in a bare LF.
     pub fn bare_lf(&self) -> bool {
         self.endings.contains(&LineEnding::Lf)
+    }
+
+    /// The status line exactly as received, terminator included (RFC 2449 4 caps it at
+    /// [`super::MAX_RESPONSE_LINE`] octets).
+    pub fn status_line(&self) -> &[u8] {
+        let end = self
+            .raw
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.raw.len(), |i| i + 1);
+        &self.raw[..end]
     }
 
     /// Octets of the body as the client reconstructs it (each unstuffed line plus CRLF), to
@@ -501,6 +513,7 @@ mod tests {
             .collect();
         assert_eq!(r.lines.as_ref(), Some(&want));
         assert_eq!(r.raw, &wire[..wire.len() - 5]);
+        assert_eq!(r.status_line(), b"+OK 24 octets\r\n");
         assert_eq!(r.endings.len(), 7);
         assert!(r.unstuffed_dots.is_empty());
         assert_eq!(r.body_octets(), 12 + 2 + 6 + 3 + 4);
