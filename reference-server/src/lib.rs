@@ -5,12 +5,14 @@
 //! # Layout
 //! - `store`, `mailbox`: accounts -> mailboxes -> messages, shared by all protocols
 //! - `imap`: the IMAP service (listeners, sessions, commands)
+//! - `pop3`: the POP3 service (RFC 1939 + CAPA, UIDL, TOP, SASL PLAIN, STLS) on the same store
 //! - `tls`: rustls configuration (ring) and the certificate
 //! - `limits`: resource limits with their named defaults
 
 mod imap;
 pub mod limits;
 mod mailbox;
+mod pop3;
 mod store;
 mod tls;
 
@@ -42,6 +44,10 @@ pub struct Config {
     pub imap: Option<SocketAddr>,
     /// Implicit-TLS IMAP listener; `None` to not listen.
     pub imaps: Option<SocketAddr>,
+    /// Plain POP3 listener (offers STLS); `None` to not listen.
+    pub pop3: Option<SocketAddr>,
+    /// Implicit-TLS POP3 listener; `None` to not listen.
+    pub pop3s: Option<SocketAddr>,
     pub tls: TlsSource,
     pub limits: Limits,
 }
@@ -66,6 +72,8 @@ impl Default for Config {
             domain: "example.test".into(),
             imap: Some(loopback_any_port()),
             imaps: Some(loopback_any_port()),
+            pop3: Some(loopback_any_port()),
+            pop3s: Some(loopback_any_port()),
             tls: TlsSource::Generate,
             limits: Limits::default(),
         }
@@ -98,6 +106,10 @@ pub struct Running {
     pub imap: Option<SocketAddr>,
     /// Bound address of the implicit-TLS IMAP listener.
     pub imaps: Option<SocketAddr>,
+    /// Bound address of the plain POP3 listener.
+    pub pop3: Option<SocketAddr>,
+    /// Bound address of the implicit-TLS POP3 listener.
+    pub pop3s: Option<SocketAddr>,
     /// The server's leaf certificate, for clients to trust.
     pub certificate: CertificateDer<'static>,
     shutdown: watch::Sender<bool>,
@@ -167,9 +179,26 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             .map_err(|source| ServerError::Bind { addr, source })?;
         bound[slot] = Some((listener, local, implicit));
     }
+    // POP3: the plain (STLS) and implicit-TLS ports, bound before anything is spawned.
+    let mut pop3_bound = [None, None];
+    for (slot, (addr, implicit)) in [(config.pop3, false), (config.pop3s, true)]
+        .into_iter()
+        .enumerate()
+    {
+        let Some(addr) = addr else { continue };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        pop3_bound[slot] = Some((listener, local, implicit));
+    }
     let mut running = Running {
         imap: None,
         imaps: None,
+        pop3: None,
+        pop3s: None,
         certificate: tls.certificate,
         shutdown,
         alive_tx,
@@ -185,6 +214,27 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             listener,
             implicit,
             Arc::clone(&shared),
+            Arc::clone(&sessions),
+            shutdown_rx.clone(),
+            running.alive_tx.clone(),
+        ));
+    }
+    // POP3 sessions share the store, the TLS configuration and the session limit with IMAP.
+    let pop3_shared = Arc::new(pop3::Shared::new(
+        Arc::clone(&shared.store),
+        Arc::clone(&shared.tls),
+        config.limits.clone(),
+    ));
+    for (listener, local, implicit) in pop3_bound.into_iter().flatten() {
+        if implicit {
+            running.pop3s = Some(local);
+        } else {
+            running.pop3 = Some(local);
+        }
+        tokio::spawn(pop3::listen(
+            listener,
+            implicit,
+            Arc::clone(&pop3_shared),
             Arc::clone(&sessions),
             shutdown_rx.clone(),
             running.alive_tx.clone(),
