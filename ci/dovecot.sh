@@ -11,6 +11,7 @@
 #   IMAP  $MAILTAPE_DOVECOT_IMAP_PORT  (10143)   IMAPS $MAILTAPE_DOVECOT_IMAPS_PORT (10993)
 #   POP3  $MAILTAPE_DOVECOT_POP3_PORT  (10110)   POP3S $MAILTAPE_DOVECOT_POP3S_PORT (10995)
 #   LMTP  $MAILTAPE_DOVECOT_LMTP_PORT  (10024)
+#   SASL  $MAILTAPE_DOVECOT_AUTH_PORT  (10026)   auth-client protocol, for Postfix (ci/postfix.sh)
 #
 # MAILTAPE_DOVECOT_PREFIX=INBOX. makes the personal namespace prefix "INBOX." (a second
 # instance with its own MAILTAPE_DOVECOT_DIR and ports can run beside the first).
@@ -30,6 +31,8 @@ IMAPS_PORT="${MAILTAPE_DOVECOT_IMAPS_PORT:-10993}"
 POP3_PORT="${MAILTAPE_DOVECOT_POP3_PORT:-10110}"
 POP3S_PORT="${MAILTAPE_DOVECOT_POP3S_PORT:-10995}"
 LMTP_PORT="${MAILTAPE_DOVECOT_LMTP_PORT:-10024}"
+# Postfix's smtpd authenticates submission clients through this (smtpd_sasl_type = dovecot).
+AUTH_PORT="${MAILTAPE_DOVECOT_AUTH_PORT:-10026}"
 # Personal namespace prefix: empty by default; "INBOX." gives a Courier-style server whose
 # mailboxes all live under INBOX (the harness discovers it with NAMESPACE).
 PREFIX="${MAILTAPE_DOVECOT_PREFIX:-}"
@@ -219,6 +222,14 @@ service lmtp {
     port = $LMTP_PORT
   }
 }
+# SASL for ci/postfix.sh: an inet listener whose name is not auth-master/auth-userdb speaks
+# the auth-client protocol that Postfix's smtpd_sasl_type = dovecot expects.
+service auth {
+  inet_listener auth-client {
+    address = $HOST
+    port = $AUTH_PORT
+  }
+}
 EOF
 }
 
@@ -340,6 +351,7 @@ MAILTAPE_DOVECOT_POP3=pop3://alice:alicepw@$HOST:$POP3_PORT
 MAILTAPE_DOVECOT_POP3_STARTTLS=pop3+starttls://alice:alicepw@$HOST:$POP3_PORT
 MAILTAPE_DOVECOT_POP3S=pop3s://alice:alicepw@$HOST:$POP3S_PORT
 MAILTAPE_DOVECOT_LMTP=lmtp://$HOST:$LMTP_PORT
+MAILTAPE_DOVECOT_AUTH=inet:$HOST:$AUTH_PORT
 EOF
 }
 
