@@ -13,6 +13,9 @@
 #   LMTP  $MAILTAPE_DOVECOT_LMTP_PORT  (10024)
 #   SASL  $MAILTAPE_DOVECOT_AUTH_PORT  (10026)   auth-client protocol, for Postfix (ci/postfix.sh)
 #
+# MAILTAPE_DOVECOT_POP3_LOCK=yes locks the maildrop during a POP3 session (RFC 1939);
+# MAILTAPE_DOVECOT_AUTH_PENALTY=yes keeps Dovecot's per-IP failed-login penalty.
+#
 # MAILTAPE_DOVECOT_PREFIX=INBOX. makes the personal namespace prefix "INBOX." (a second
 # instance with its own MAILTAPE_DOVECOT_DIR and ports can run beside the first).
 #
@@ -209,6 +212,9 @@ protocol imap {
 }
 protocol pop3 {
   mail_max_userip_connections = 200
+  # Dovecot's default lets two POP3 sessions share a maildrop (no RFC 1939 lock);
+  # MAILTAPE_DOVECOT_POP3_LOCK=yes makes a second session fail with -ERR [IN-USE].
+  pop3_lock_session = ${MAILTAPE_DOVECOT_POP3_LOCK:-no}
 }
 
 service imap-login {
