@@ -99,8 +99,8 @@ EOF
     fi
     command -v openssl >/dev/null 2>&1 || apt-get install -y -qq --no-remove openssl >/dev/null
     stop_system_postfix
-    # Without -c postconf reads /etc/postfix/main.cf, which "No configuration" does not write.
-    postconf -d -c /etc/postfix mail_version
+    # -d: built-in defaults; plain postconf wants the main.cf that "No configuration" omits.
+    postconf -d mail_version
 }
 
 # --- start -----------------------------------------------------------------
