@@ -216,8 +216,13 @@ impl Session {
             C::Create { mailbox } => self.create(&mailbox),
             C::Delete { mailbox } => self.delete(&mailbox),
             C::Rename { from, to } => self.rename(&from, &to),
-            C::Subscribe { mailbox } => self.subscribe(&mailbox, true),
-            C::Unsubscribe { mailbox } => self.subscribe(&mailbox, false),
+            // notify() makes the change durable (data_dir) before the OK goes out.
+            C::Subscribe { mailbox } => self
+                .subscribe(&mailbox, true)
+                .inspect(|_| self.shared.store.notify()),
+            C::Unsubscribe { mailbox } => self
+                .subscribe(&mailbox, false)
+                .inspect(|_| self.shared.store.notify()),
             C::List {
                 reference,
                 mailbox_wildcard,
