@@ -1,5 +1,6 @@
 //! The per-mailbox index `mailtape-uidlist`: what Maildir file names cannot hold (UIDs,
-//! UIDVALIDITY, UIDNEXT, keywords, INTERNALDATE, \Noselect). Written whole to a temporary
+//! UIDVALIDITY, UIDNEXT, keywords, flag order, INTERNALDATE,
+//! \Noselect). Written whole to a temporary
 //! file, fsync'd, renamed over the old one.
 //!
 //! # Format
@@ -8,8 +9,11 @@
 //! uidvalidity <u32>
 //! uidnext <u32>
 //! selectable yes|no
-//! <uid> <internaldate RFC 3339> <base file name> [<keyword> ...]
+//! <uid> <internaldate RFC 3339> <base file name> [<flag> ...]
 //! ```
+//!
+//! The flag list repeats the system flags so that their order survives a restart; for
+//! those, the letters in the file name win (another tool may have changed them).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -33,7 +37,8 @@ const MAGIC: &str = "mailtape-uidlist 1";
 pub struct IndexEntry {
     pub base: String,
     pub internal_date: DateTime<FixedOffset>,
-    pub keywords: Vec<String>,
+    /// All flags in the order the client set them (system flags and keywords).
+    pub flags: Vec<String>,
 }
 
 /// The whole index of one mailbox.
@@ -59,7 +64,7 @@ impl Index {
                 e.internal_date.to_rfc3339(),
                 e.base
             ));
-            for k in &e.keywords {
+            for k in &e.flags {
                 out.push(' ');
                 out.push_str(k);
             }
@@ -109,7 +114,7 @@ impl Index {
                         IndexEntry {
                             base: base.to_string(),
                             internal_date,
-                            keywords: words.filter(|w| !w.is_empty()).map(String::from).collect(),
+                            flags: words.filter(|w| !w.is_empty()).map(String::from).collect(),
                         },
                     );
                 }
@@ -171,7 +176,7 @@ mod tests {
             IndexEntry {
                 base: "1.M2P3Q4.mailtape,S=9".into(),
                 internal_date: date,
-                keywords: vec!["$Label1".into(), "Junk".into()],
+                flags: vec!["$Label1".into(), "\\Seen".into(), "Junk".into()],
             },
         );
         entries.insert(
@@ -179,7 +184,7 @@ mod tests {
             IndexEntry {
                 base: "b".into(),
                 internal_date: date,
-                keywords: vec![],
+                flags: vec![],
             },
         );
         let index = Index {
@@ -190,7 +195,9 @@ mod tests {
         };
         let text = index.render();
         assert!(
-            text.contains("\n3 2024-02-29T23:59:58+05:30 1.M2P3Q4.mailtape,S=9 $Label1 Junk\n")
+            text.contains(
+                "\n3 2024-02-29T23:59:58+05:30 1.M2P3Q4.mailtape,S=9 $Label1 \\Seen Junk\n"
+            )
         );
         assert_eq!(Index::parse(&text), Ok(index));
     }

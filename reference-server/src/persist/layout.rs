@@ -136,13 +136,9 @@ pub fn letters_differ(a: &Flags, b: &Flags) -> bool {
         .any(|(_, flag)| a.contains(flag) != b.contains(flag))
 }
 
-/// Keywords (non-system flags) of a set, in their stored order.
-pub fn keywords(flags: &Flags) -> Vec<String> {
-    flags
-        .iter()
-        .filter(|f| !f.starts_with('\\'))
-        .map(str::to_string)
-        .collect()
+/// Whether a flag is one the file name carries as a letter.
+pub fn has_letter(flag: &str) -> bool {
+    LETTERS.iter().any(|(_, f)| f.eq_ignore_ascii_case(flag))
 }
 
 /// A fresh unique base name: `<secs>.M<micros>P<pid>Q<n>.<host>,S=<size>`, the usual Maildir
@@ -194,7 +190,7 @@ mod tests {
         assert!(back.contains("\\Seen") && back.contains("\\Draft"));
         assert!(!back.contains("\\Flagged") && !back.contains("$Label"));
         assert!(!letters_differ(&flags, &back));
-        assert_eq!(keywords(&flags), vec!["$Label"]);
+        assert!(has_letter("\\seen") && !has_letter("$Label") && !has_letter("\\Recent"));
         // Unknown letters and the experimental ":1," form are ignored.
         let (base, f) = parse_file_name("x:2,Sab");
         assert_eq!((base.as_str(), f.iter().count()), ("x", 1));

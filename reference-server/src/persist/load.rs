@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use chrono::{DateTime, FixedOffset, Utc};
 
 use super::index::Index;
-use super::layout::{file_name, folder_name, mailbox_dir, maildir_root, parse_file_name};
+use super::layout::{self, file_name, folder_name, mailbox_dir, maildir_root, parse_file_name};
 use super::{
     DiskMailbox, DiskMessage, DiskUser, PersistError, SUBSCRIPTIONS_FILE, ensure_maildir, io_err,
     sync_dir,
@@ -197,9 +197,14 @@ fn load_mailbox(
             index_dirty = true;
             continue;
         };
-        let mut flags = f.letters.clone();
-        for k in &entry.keywords {
-            flags.insert(k);
+        // The index's order; for letter flags, the file name decides whether they are set.
+        let mut flags: Flags = entry
+            .flags
+            .iter()
+            .filter(|name| !layout::has_letter(name) || f.letters.contains(name))
+            .collect();
+        for l in f.letters.iter() {
+            flags.insert(l);
         }
         let raw = read_message(&cur.join(&f.file))?;
         add(

@@ -29,7 +29,7 @@ use chrono::{DateTime, FixedOffset};
 use crate::mailbox::{Flags, MessageContent};
 use crate::store::{Store, StoreState};
 use index::{Index, IndexEntry, write_atomic};
-use layout::{file_name, keywords, letters_differ, mailbox_dir};
+use layout::{file_name, letters_differ, mailbox_dir};
 
 /// Lock file in the data directory: one server per directory, or the two would overwrite
 /// each other's indexes.
@@ -134,7 +134,7 @@ impl DiskMailbox {
                     let entry = IndexEntry {
                         base: m.base.clone(),
                         internal_date: m.internal_date,
-                        keywords: keywords(&m.flags),
+                        flags: m.flags.iter().map(str::to_string).collect(),
                     };
                     (*uid, entry)
                 })
@@ -455,7 +455,8 @@ fn sync_mailbox(
                     m.file = file;
                     cur_changed = true;
                 }
-                if keywords(&m.flags) != keywords(&flags) {
+                // Keywords and the flag order live in the index.
+                if m.flags != flags {
                     index_dirty = true;
                 }
                 m.flags = flags;
