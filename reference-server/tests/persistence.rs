@@ -313,3 +313,69 @@ async fn a_broken_index_stops_the_start() {
     let err = r.expect_err("a broken index is not silently renumbered");
     assert!(err.to_string().contains("broken index"), "{err}");
 }
+
+#[tokio::test]
+async fn renaming_inbox_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = start(dir.path()).await;
+    let mut c = Client::login(&running, "alice").await;
+    append(&mut c, "INBOX", "\\Seen", "", MSG1).await;
+    append(&mut c, "INBOX", "", "", MSG2).await;
+    ok(&mut c, "r RENAME INBOX old/inbox").await;
+    let before = observe(&running).await;
+    running.shutdown().await;
+    assert!(
+        has(&before, "STATUS \"INBOX\" (MESSAGES 0 UIDNEXT 3"),
+        "{before:?}"
+    );
+    assert!(
+        has(&before, "STATUS \"old/inbox\" (MESSAGES 2 UIDNEXT 3"),
+        "{before:?}"
+    );
+
+    let running = start(dir.path()).await;
+    assert_eq!(before, observe(&running).await);
+    running.shutdown().await;
+    let root = maildir(dir.path());
+    assert!(files_in(&root.join("cur")).is_empty());
+    assert_eq!(files_in(&root.join(".old.inbox").join("cur")).len(), 2);
+}
+
+// Several worker threads, so that syncs really run side by side.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_sessions_all_reach_the_disk() {
+    const SESSIONS: usize = 4;
+    const EACH: usize = 5;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = std::sync::Arc::new(start(dir.path()).await);
+    let mut tasks = Vec::new();
+    for s in 0..SESSIONS {
+        let running = std::sync::Arc::clone(&running);
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::login(&running, "alice").await;
+            ok(&mut c, "s SELECT INBOX").await;
+            for i in 0..EACH {
+                let body = format!("Subject: s{s} m{i}\r\n\r\nx\r\n");
+                append(&mut c, "INBOX", &format!("$S{s}"), "", &body).await;
+                ok(&mut c, &format!("st UID STORE 1:* +FLAGS (\\Seen $T{s})")).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("session task");
+    }
+    let before = observe(&running).await;
+    let Ok(running) = std::sync::Arc::try_unwrap(running) else {
+        panic!("sessions still hold the server");
+    };
+    running.shutdown().await;
+    let total = SESSIONS * EACH;
+    let status = format!("(MESSAGES {total} UIDNEXT {}", total + 1);
+    assert!(has(&before, &status), "{before:?}");
+
+    let running = start(dir.path()).await;
+    assert_eq!(before, observe(&running).await);
+    running.shutdown().await;
+    let files = files_in(&maildir(dir.path()).join("cur"));
+    assert_eq!(files.len(), total);
+}

@@ -35,6 +35,14 @@ use layout::{file_name, letters_differ, mailbox_dir};
 /// each other's indexes.
 const LOCK_FILE: &str = "mailtape.lock";
 
+/// How long `open` waits for the lock before it reports the directory in use. A server that
+/// was just shut down in this process may still be dropping its last store handle on another
+/// worker thread for a moment; a real second server holds the lock for much longer.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Pause between two lock attempts.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// Highest UIDVALIDITY handed out so far, so that a mailbox deleted and created again after a
 /// restart still gets a new value (RFC 3501 2.3.1.1).
 const UIDVALIDITY_FILE: &str = "mailtape-uidvalidity";
@@ -195,12 +203,18 @@ impl Persist {
             .write(true)
             .open(&lock_path)
             .map_err(|e| io_err(&lock_path, e))?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(PersistError::Locked { path: lock_path });
+        let started = std::time::Instant::now();
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if started.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(PersistError::Locked { path: lock_path });
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(&lock_path, e)),
         }
         let max_uid_validity = read_uid_validity(data_dir)?;
         state.reserve_uid_validity(max_uid_validity);
