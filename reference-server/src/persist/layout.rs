@@ -3,7 +3,9 @@
 //!
 //! A user's INBOX is `<data>/<user>/Maildir/` itself; every other mailbox is a sibling folder
 //! `<data>/<user>/Maildir/.<level>.<level>...` (Maildir++): the IMAP separator `/` becomes `.`,
-//! and `.`, `/`, `%` and control characters inside a level are written as `%XX`.
+//! and `.`, `/`, `%`, control characters and a leading `~` inside a level are written as
+//! `%xx` (lowercase hex of the UTF-8 bytes), the form Dovecot's listescape plugin reads with
+//! `listescape_char = "%%"`.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,11 +54,17 @@ pub fn mailbox_dir(root: &Path, name: &str) -> PathBuf {
     let mut folder = String::new();
     for level in name.split(SEPARATOR) {
         folder.push(FOLDER_SEPARATOR);
-        for c in level.chars() {
-            if c == FOLDER_SEPARATOR || c == '/' || c == '%' || c.is_control() {
+        for (i, c) in level.chars().enumerate() {
+            // A leading `~` could be taken for a home directory by other tools.
+            if c == FOLDER_SEPARATOR
+                || c == '/'
+                || c == '%'
+                || c.is_control()
+                || (i == 0 && c == '~')
+            {
                 let mut buf = [0u8; 4];
                 for b in c.encode_utf8(&mut buf).bytes() {
-                    folder.push_str(&format!("%{b:02X}"));
+                    folder.push_str(&format!("%{b:02x}"));
                 }
             } else {
                 folder.push(c);
@@ -166,9 +174,17 @@ mod tests {
         assert_eq!(mailbox_dir(root, "a/b"), PathBuf::from("/m/.a.b"));
         assert_eq!(
             mailbox_dir(root, "v1.2%/x"),
-            PathBuf::from("/m/.v1%2E2%25.x")
+            PathBuf::from("/m/.v1%2e2%25.x")
         );
-        for name in ["a/b", "v1.2%/x", "Entwürfe", "INBOX/sub", "tab\there"] {
+        assert_eq!(mailbox_dir(root, "~a/b~"), PathBuf::from("/m/.%7ea.b~"));
+        for name in [
+            "a/b",
+            "v1.2%/x",
+            "Entwürfe",
+            "INBOX/sub",
+            "tab\there",
+            "~x/~y",
+        ] {
             let dir = mailbox_dir(root, name);
             let file = dir.file_name().and_then(|f| f.to_str()).unwrap_or_default();
             assert_eq!(folder_name(file).as_deref(), Some(name), "{name}");
