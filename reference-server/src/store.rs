@@ -122,12 +122,16 @@ impl Store {
     }
 
     /// Tells watching sessions that something changed. With a data directory the change is
-    /// written first, so it is durable before the caller acknowledges it.
+    /// written first, so it is durable before the caller acknowledges it; a failed write is
+    /// only logged, so callers that can refuse the acknowledgement use [`Store::commit`].
+    #[allow(
+        dead_code,
+        reason = "the IMAP service uses commit(); kept for callers that cannot refuse"
+    )]
     pub fn notify(&self) {
-        if let Err(e) = self.persist_changes() {
+        if let Err(e) = self.commit() {
             tracing::error!(error = %e, "cannot write a change to the data directory");
         }
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -342,6 +346,16 @@ impl Store {
         // Cannot be set already: the store was created just above.
         let _ = store.persist.set(persist);
         Ok(store)
+    }
+
+    /// [`Store::notify`] that reports a failed write, so that the caller can refuse to
+    /// acknowledge the change. Sessions are woken either way (memory did change), and the next
+    /// commit retries whatever did not reach the disk. Must not be called with the store
+    /// locked.
+    pub fn commit(&self) -> Result<(), crate::persist::PersistError> {
+        let written = self.persist_changes();
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        written
     }
 
     /// Makes every change so far durable; a no-op without a data directory. Must not be

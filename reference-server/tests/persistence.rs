@@ -379,3 +379,30 @@ async fn concurrent_sessions_all_reach_the_disk() {
     let files = files_in(&maildir(dir.path()).join("cur"));
     assert_eq!(files.len(), total);
 }
+
+#[tokio::test]
+async fn a_failed_write_refuses_the_ok_and_is_retried() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = start(dir.path()).await;
+    let mut c = Client::login(&running, "alice").await;
+    ok(&mut c, "c CREATE box").await;
+    // A file where tmp/ should be: writing the message fails even for root.
+    let tmp = maildir(dir.path()).join(".box").join("tmp");
+    std::fs::remove_dir(&tmp).expect("rmdir tmp");
+    std::fs::write(&tmp, b"in the way").expect("block tmp");
+    let line = format!("a1 APPEND box () {{{}+}}\r\n{MSG1}", MSG1.len());
+    let r = c.cmd(&line).await;
+    assert!(tagged(&r).starts_with("a1 NO [UNAVAILABLE]"), "{r:?}");
+
+    std::fs::remove_file(&tmp).expect("unblock");
+    std::fs::create_dir(&tmp).expect("mkdir tmp");
+    append(&mut c, "box", "", "", MSG2).await;
+    let before = observe(&running).await;
+    running.shutdown().await;
+    assert!(has(&before, "STATUS \"box\" (MESSAGES 2"), "{before:?}");
+
+    // The refused change reached the disk with the next one.
+    let running = start(dir.path()).await;
+    assert_eq!(before, observe(&running).await);
+    running.shutdown().await;
+}
