@@ -352,6 +352,12 @@ fn sync_user(user: &mut DiskUser, snap: UserSnap) -> Result<(), PersistError> {
         .collect();
     for id in gone {
         if let Some(mb) = user.mailboxes.remove(&id) {
+            // INBOX is the Maildir root, which holds every other folder; the store never
+            // drops INBOX, and this makes sure a mistake there cannot wipe the user.
+            if mb.name == "INBOX" {
+                tracing::error!(user = %root.display(), "INBOX vanished from the store");
+                continue;
+            }
             remove_if_present(&mailbox_dir(&root, &mb.name), true)?;
             root_changed = true;
         }
