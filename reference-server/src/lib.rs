@@ -51,6 +51,7 @@ pub struct Config {
     pub imaps: Option<SocketAddr>,
     pub tls: TlsSource,
     pub limits: Limits,
+    // --- persistence (persist module) ---
     /// Keep the mail in this directory (Maildir++ per user plus an index, see
     /// docs/reference-server.md) and load it at start; `None` keeps it in memory only.
     pub data_dir: Option<PathBuf>,
