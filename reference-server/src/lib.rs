@@ -7,16 +7,19 @@
 //! - `imap`: the IMAP service (listeners, sessions, commands)
 //! - `pop3`: the POP3 service (RFC 1939 + CAPA, UIDL, TOP, SASL PLAIN, STLS) on the same store
 //! - `tls`: rustls configuration (ring) and the certificate
+//! - `persist`: the optional on-disk copy of the store (`Config::data_dir`), accounts file
 //! - `limits`: resource limits with their named defaults
 
 mod imap;
 pub mod limits;
 mod mailbox;
+mod persist;
 mod pop3;
 mod store;
 mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
@@ -26,6 +29,10 @@ use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use limits::Limits;
 pub use tls::TlsSource;
+
+// ---- Persistence and the accounts file (`data_dir`, `mailtape serve --accounts`) ----
+pub use persist::PersistError;
+pub use persist::accounts::{AccountsError, AccountsFile};
 
 /// A mail account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,6 +57,10 @@ pub struct Config {
     pub pop3s: Option<SocketAddr>,
     pub tls: TlsSource,
     pub limits: Limits,
+    // --- persistence (persist module) ---
+    /// Keep the mail in this directory (Maildir++ per user plus an index, see
+    /// docs/reference-server.md) and load it at start; `None` keeps it in memory only.
+    pub data_dir: Option<PathBuf>,
 }
 
 fn loopback_any_port() -> SocketAddr {
@@ -76,6 +87,7 @@ impl Default for Config {
             pop3s: Some(loopback_any_port()),
             tls: TlsSource::Generate,
             limits: Limits::default(),
+            data_dir: None,
         }
     }
 }
@@ -96,6 +108,8 @@ pub enum ServerError {
     Tls(#[from] rustls::Error),
     #[error("invalid configuration: {0}")]
     Config(String),
+    #[error("data directory: {0}")]
+    Storage(#[from] PersistError),
 }
 
 /// A running server. Dropping it also stops it (the tasks see the shutdown channel close),
@@ -152,7 +166,10 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         ));
     }
     let tls = tls::build(&config.tls)?;
-    let store = store::Store::new(&config.accounts, &config.domain);
+    let store = match &config.data_dir {
+        Some(dir) => store::Store::open(&config.accounts, &config.domain, dir)?,
+        None => store::Store::new(&config.accounts, &config.domain),
+    };
     let shared = Arc::new(imap::session::Shared {
         store,
         tls: tls.config,

@@ -2,7 +2,7 @@
 //! mutex, plus a change counter that sessions watch to send unsolicited updates (IDLE).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use tokio::sync::watch;
 
@@ -53,6 +53,8 @@ pub struct StoreState {
 pub struct Store {
     state: Mutex<StoreState>,
     changes: watch::Sender<u64>,
+    /// The data directory writer (`Config::data_dir`); unset for a memory-only store.
+    persist: OnceLock<crate::persist::Persist>,
 }
 
 /// INBOX is case-insensitive (RFC 3501 5.1), also as the first level of a hierarchy.
@@ -109,6 +111,7 @@ impl Store {
         Arc::new(Self {
             state: Mutex::new(state),
             changes,
+            persist: OnceLock::new(),
         })
     }
 
@@ -118,9 +121,17 @@ impl Store {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Tells watching sessions that something changed.
+    /// Tells watching sessions that something changed. With a data directory the change is
+    /// written first, so it is durable before the caller acknowledges it; a failed write is
+    /// only logged, so callers that can refuse the acknowledgement use [`Store::commit`].
+    #[allow(
+        dead_code,
+        reason = "the IMAP service uses commit(); kept for callers that cannot refuse"
+    )]
     pub fn notify(&self) {
-        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        if let Err(e) = self.commit() {
+            tracing::error!(error = %e, "cannot write a change to the data directory");
+        }
     }
 
     pub fn subscribe(&self) -> watch::Receiver<u64> {
@@ -140,7 +151,7 @@ impl Store {
 }
 
 impl StoreState {
-    fn new_mailbox(&mut self) -> Mailbox {
+    pub(crate) fn new_mailbox(&mut self) -> Mailbox {
         let id = self.next_mailbox_id;
         self.next_mailbox_id += 1;
         let validity = self.next_uid_validity;
@@ -317,6 +328,53 @@ impl StoreState {
             .mailboxes
             .values_mut()
             .find(|m| m.id == id && m.selectable)
+    }
+}
+
+// ---- On-disk persistence (`Config::data_dir`, module `persist`) ----
+
+impl Store {
+    /// A store loaded from `data_dir` (created if missing) that writes every later change
+    /// back to it; see `crate::persist` for the layout.
+    pub fn open(
+        accounts: &[Account],
+        domain: &str,
+        data_dir: &std::path::Path,
+    ) -> Result<Arc<Self>, crate::persist::PersistError> {
+        let store = Self::new(accounts, domain);
+        let persist = crate::persist::Persist::open(data_dir, &mut store.lock())?;
+        // Cannot be set already: the store was created just above.
+        let _ = store.persist.set(persist);
+        Ok(store)
+    }
+
+    /// [`Store::notify`] that reports a failed write, so that the caller can refuse to
+    /// acknowledge the change. Sessions are woken either way (memory did change), and the next
+    /// commit retries whatever did not reach the disk. Must not be called with the store
+    /// locked.
+    pub fn commit(&self) -> Result<(), crate::persist::PersistError> {
+        let written = self.persist_changes();
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+        written
+    }
+
+    /// Makes every change so far durable; a no-op without a data directory. Must not be
+    /// called with the store locked.
+    pub fn persist_changes(&self) -> Result<(), crate::persist::PersistError> {
+        match self.persist.get() {
+            Some(p) => p.sync(self),
+            None => Ok(()),
+        }
+    }
+}
+
+impl StoreState {
+    /// Makes sure no new mailbox gets a UIDVALIDITY at or below `used` (a value loaded from
+    /// disk), unless the counter has wrapped.
+    pub(crate) fn reserve_uid_validity(&mut self, used: u32) {
+        if used >= self.next_uid_validity {
+            self.next_uid_validity = used.checked_add(1).unwrap_or(1);
+        }
     }
 }
 

@@ -30,7 +30,7 @@ pub enum Command {
     /// Run scenarios against a target (default: the bundled reference server, in-process).
     #[command(after_help = EXIT_CODES)]
     Run(RunArgs),
-    /// Run the bundled reference server until Ctrl-C.
+    /// Run the bundled reference server until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
 }
 
@@ -101,18 +101,26 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// IMAP listen address.
-    #[arg(long, default_value = "127.0.0.1:1143")]
+    /// IMAP listen address (STARTTLS offered).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1143")]
     pub imap: std::net::SocketAddr,
     /// IMAP over implicit TLS listen address.
-    #[arg(long, default_value = "127.0.0.1:1993")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1993")]
     pub imaps: std::net::SocketAddr,
     /// PEM certificate chain (default: a self-signed one generated at start).
-    #[arg(long, requires = "key")]
+    #[arg(long, value_name = "PEM", requires = "key")]
     pub cert: Option<PathBuf>,
     /// PEM private key for --cert.
-    #[arg(long, requires = "cert")]
+    #[arg(long, value_name = "PEM", requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Keep the mail in this directory (Maildir++ per user, docs/reference-server.md) and
+    /// load it at start. Without it the mail lives in memory and is gone at exit.
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// RON file with the domain and the accounts (docs/reference-server.md). Default:
+    /// alice/alicepw and bob/bobpw at example.test.
+    #[arg(long, value_name = "FILE")]
+    pub accounts: Option<PathBuf>,
 }
 
 /// Errors that end a command before any scenario verdict: exit status 2.

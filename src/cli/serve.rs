@@ -1,6 +1,9 @@
-//! `mailtape serve`: the bundled reference server for other tools and clients.
+//! `mailtape serve`: the bundled reference server as a standalone process, for other tools
+//! and real mail clients. Prints where it listens and who may log in, logs through tracing
+//! (RUST_LOG), and stops cleanly on Ctrl-C or SIGTERM: listeners close, sessions get
+//! `* BYE`, and with `--data-dir` every acknowledged change is already on disk.
 
-use reference_server::{Config, TlsSource};
+use reference_server::{AccountsFile, Config, TlsSource};
 
 use super::{CliError, ServeArgs};
 
@@ -8,10 +11,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let mut config = Config {
         imap: Some(args.imap),
         imaps: Some(args.imaps),
+        data_dir: args.data_dir.clone(),
         ..Config::default()
     };
     if let (Some(cert), Some(key)) = (args.cert, args.key) {
         config.tls = TlsSource::Files { cert, key };
+    }
+    if let Some(path) = &args.accounts {
+        let file = AccountsFile::load(path).map_err(|e| CliError::Config(e.to_string()))?;
+        config.domain = file.domain;
+        config.accounts = file.accounts;
     }
     let accounts: Vec<String> = config
         .accounts
@@ -27,8 +36,32 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         println!("imaps  imaps://{a}  (self-signed unless --cert; use --insecure or --ca-file)");
     }
     println!("accounts: {} (domain {domain})", accounts.join(", "));
-    println!("Ctrl-C stops the server.");
-    tokio::signal::ctrl_c().await?;
+    match &args.data_dir {
+        Some(dir) => println!("data: {} (Maildir++)", dir.display()),
+        None => println!("data: in memory only (--data-dir keeps it)"),
+    }
+    println!("Ctrl-C or SIGTERM stops the server.");
+    tracing::info!(imap = ?running.imap, imaps = ?running.imaps, "reference server started");
+    let signal = stop_signal().await?;
+    tracing::info!(signal, "stopping");
     running.shutdown().await;
     Ok(())
+}
+
+/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM; returns which one came.
+async fn stop_signal() -> Result<&'static str, CliError> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").map_err(CliError::from),
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await?;
+        Ok("Ctrl-C")
+    }
 }

@@ -82,8 +82,8 @@ impl Session {
                 self.flush().await?;
             }
         }
-        if changed {
-            self.shared.store.notify();
+        if changed && let Err(refused) = self.commit() {
+            return Ok(refused);
         }
         Ok(Reply::ok("FETCH completed"))
     }

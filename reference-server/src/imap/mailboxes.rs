@@ -216,8 +216,12 @@ impl Session {
             C::Create { mailbox } => self.create(&mailbox),
             C::Delete { mailbox } => self.delete(&mailbox),
             C::Rename { from, to } => self.rename(&from, &to),
-            C::Subscribe { mailbox } => self.subscribe(&mailbox, true),
-            C::Unsubscribe { mailbox } => self.subscribe(&mailbox, false),
+            C::Subscribe { mailbox } => self
+                .subscribe(&mailbox, true)
+                .and_then(|ok| self.commit().map(|()| ok)),
+            C::Unsubscribe { mailbox } => self
+                .subscribe(&mailbox, false)
+                .and_then(|ok| self.commit().map(|()| ok)),
             C::List {
                 reference,
                 mailbox_wildcard,
@@ -251,7 +255,7 @@ impl Session {
             .lock()
             .create(&self.user, &name)
             .map_err(mailbox_error)?;
-        self.shared.store.notify();
+        self.commit()?;
         Ok(Reply::ok("CREATE completed"))
     }
 
@@ -262,7 +266,7 @@ impl Session {
             .lock()
             .delete(&self.user, &name)
             .map_err(mailbox_error)?;
-        self.shared.store.notify();
+        self.commit()?;
         Ok(Reply::ok("DELETE completed"))
     }
 
@@ -277,7 +281,7 @@ impl Session {
             .lock()
             .rename(&self.user, &from, &to)
             .map_err(mailbox_error)?;
-        self.shared.store.notify();
+        self.commit()?;
         Ok(Reply::ok("RENAME completed"))
     }
 
@@ -434,9 +438,26 @@ impl Session {
             }
             e => mailbox_error(e),
         })?;
-        self.shared.store.notify();
+        self.commit()?;
         Ok(Reply::ok("APPEND completed").code(ReplyCode::AppendUid { validity, uid }))
     }
+}
+
+impl Session {
+    /// Makes the change just applied durable (`Config::data_dir`) and wakes the other
+    /// sessions. A failed write refuses the acknowledgement: the client must not take the
+    /// change as saved.
+    pub(crate) fn commit(&self) -> Result<(), Reply> {
+        commit(&self.shared.store)
+    }
+}
+
+/// [`Session::commit`] for callers that hold a borrow of the session state.
+pub(crate) fn commit(store: &crate::store::Store) -> Result<(), Reply> {
+    store.commit().map_err(|e| {
+        tracing::error!(error = %e, "cannot write a change to the data directory");
+        Reply::no("The change could not be saved to disk").code(ReplyCode::Rfc5530("UNAVAILABLE"))
+    })
 }
 
 #[cfg(test)]

@@ -74,7 +74,11 @@ impl Session {
             if let Some(mb) = self.shared.store.lock().mailbox_by_id(&self.user, id) {
                 mb.expunge(None);
             }
-            self.shared.store.notify();
+            let committed = self.commit();
+            self.deselect();
+            if let Err(refused) = committed {
+                return refused;
+            }
         }
         self.deselect();
         if expunge {
@@ -107,7 +111,9 @@ impl Session {
             }
         }
         drop(st);
-        self.shared.store.notify();
+        if let Err(refused) = self.commit() {
+            return refused;
+        }
         Reply::ok("EXPUNGE completed")
     }
 
@@ -187,7 +193,9 @@ impl Session {
         for l in lines {
             self.out.extend_from_slice(l.as_bytes());
         }
-        self.shared.store.notify();
+        if let Err(refused) = self.commit() {
+            return refused;
+        }
         Reply::ok("STORE completed")
     }
 
@@ -242,7 +250,9 @@ impl Session {
             }
         }
         drop(st);
-        self.shared.store.notify();
+        if let Err(refused) = super::mailboxes::commit(&self.shared.store) {
+            return refused;
+        }
         if src_uids.is_empty() {
             return Reply::ok(format!("{what} completed, nothing matched"));
         }
