@@ -107,6 +107,12 @@ pub struct ServeArgs {
     /// IMAP over implicit TLS listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1993")]
     pub imaps: std::net::SocketAddr,
+    /// POP3 listen address (STLS offered).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1110")]
+    pub pop3: std::net::SocketAddr,
+    /// POP3 over implicit TLS listen address.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1995")]
+    pub pop3s: std::net::SocketAddr,
     /// PEM certificate chain (default: a self-signed one generated at start).
     #[arg(long, value_name = "PEM", requires = "key")]
     pub cert: Option<PathBuf>,

@@ -11,6 +11,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let mut config = Config {
         imap: Some(args.imap),
         imaps: Some(args.imaps),
+        pop3: Some(args.pop3),
+        pop3s: Some(args.pop3s),
         data_dir: args.data_dir.clone(),
         ..Config::default()
     };
@@ -34,6 +36,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     if let Some(a) = running.imaps {
         println!("imaps  imaps://{a}  (self-signed unless --cert; use --insecure or --ca-file)");
+    }
+    if let Some(a) = running.pop3 {
+        println!("pop3   pop3://{a}");
+    }
+    if let Some(a) = running.pop3s {
+        println!("pop3s  pop3s://{a}");
     }
     println!("accounts: {} (domain {domain})", accounts.join(", "));
     match &args.data_dir {
