@@ -70,14 +70,16 @@ impl ImapChecks {
             .insert(session.to_string(), Session::new(id, session, account));
     }
 
-    fn session(&mut self, name: &str) -> &mut Session {
-        if !self.sessions.contains_key(name) {
-            // Not announced: track it anyway under an unknown account.
-            self.session_opened(name, "");
-        }
-        self.sessions
-            .entry(name.to_string())
-            .or_insert_with(|| Session::new(0, name, ""))
+    /// The session named `name`; one never announced is tracked under an unknown account.
+    fn session<'a>(
+        sessions: &'a mut HashMap<String, Session>,
+        model: &mut TargetModel,
+        name: &str,
+    ) -> &'a mut Session {
+        sessions.entry(name.to_string()).or_insert_with(|| {
+            model.next_session += 1;
+            Session::new(model.next_session, name, "")
+        })
     }
 
     /// One whole client message as sent (line plus literals, CRLF included).
@@ -86,7 +88,7 @@ impl ImapChecks {
         let shared = self.shared.clone();
         let mut model = lock(&shared);
         let now = model.tick();
-        let s = self.session(session);
+        let s = Self::session(&mut self.sessions, &mut model, session);
         // Continuation data for a command in progress rather than a new command.
         if let Some(p) = s
             .pending
@@ -157,7 +159,7 @@ impl ImapChecks {
         let shared = self.shared.clone();
         let mut model = lock(&shared);
         let now = model.tick();
-        let s = self.session(session);
+        let s = Self::session(&mut self.sessions, &mut model, session);
         if s.state == State::Connecting {
             let greeted = syntax::check_greeting(&s.name, frame, &mut out);
             if let Parsed::Greeting(g) = &frame.parsed {

@@ -159,12 +159,20 @@ pub fn select_completed(
     }
 }
 
+/// Larger mailboxes are not modelled (a hostile EXISTS must not exhaust memory).
+const MAX_MODELLED_MESSAGES: u32 = 1_000_000;
+
 /// `* n EXISTS`.
 pub fn on_exists(s: &mut Session, n: u32, raw: &[u8], out: &mut Vec<Violation>) {
     let name = s.name.clone();
     let Some(sel) = s.selection.as_mut().filter(|sel| !sel.tainted) else {
         return;
     };
+    if n > MAX_MODELLED_MESSAGES {
+        sel.tainted = true;
+        sel.uids = Vec::new();
+        return;
+    }
     match sel.exists {
         Some(old) if !sel.opening && n < old => {
             out.push(rules::EXISTS_CONSISTENT.violation(

@@ -1,6 +1,8 @@
 //! Wire-level checks on each server message: CRLF line endings, formal syntax (what imap-codec
 //! cannot parse), response-code syntax, out-of-range UIDVALIDITY/UIDNEXT, and the greeting.
 
+use imap_types::response::{Code, Response, Status};
+
 use super::client::first_line;
 use super::rules;
 use crate::checks::Violation;
@@ -73,9 +75,14 @@ pub fn check(session: &str, frame: &ServerFrame, out: &mut Vec<Violation>) {
             &frame.raw,
         ));
     }
+    check_code(session, frame, out);
     let Parsed::Unparsed(reason) = &frame.parsed else {
         return;
     };
+    if frame.line_ending == LineEnding::Lf {
+        // The bare LF is the likely reason it did not parse: report it once.
+        return;
+    }
     let (t0, t1, rest) = tokens(&frame.raw);
     if let Some((what, value)) = bad_number(first_line(&frame.raw)) {
         out.push(rules::UIDVALIDITY_RANGE.violation(
@@ -115,4 +122,73 @@ pub fn check_greeting(session: &str, frame: &ServerFrame, out: &mut Vec<Violatio
         &frame.raw,
     ));
     false
+}
+
+/// Response codes of RFC 3501, UIDPLUS and CONDSTORE that imap-codec parses when well formed:
+/// one it kept as an unknown code has malformed arguments.
+const KNOWN_CODES: &[&str] = &[
+    "ALERT",
+    "BADCHARSET",
+    "CAPABILITY",
+    "PARSE",
+    "PERMANENTFLAGS",
+    "READ-ONLY",
+    "READ-WRITE",
+    "TRYCREATE",
+    "UIDNEXT",
+    "UIDVALIDITY",
+    "UNSEEN",
+    "APPENDUID",
+    "COPYUID",
+    "UIDNOTSTICKY",
+    "HIGHESTMODSEQ",
+    "NOMODSEQ",
+    "MODIFIED",
+    "CLOSED",
+];
+
+/// The response code of a parsed status response, greeting or BYE.
+pub fn response_code(parsed: &Parsed) -> Option<&Code<'static>> {
+    match parsed {
+        Parsed::Greeting(g) => g.code.as_ref(),
+        Parsed::Response(Response::Status(Status::Untagged(b))) => b.code.as_ref(),
+        Parsed::Response(Response::Status(Status::Tagged(t))) => t.body.code.as_ref(),
+        Parsed::Response(Response::Status(Status::Bye(b))) => b.code.as_ref(),
+        _ => None,
+    }
+}
+
+/// A standard response code with arguments imap-codec could not read.
+pub fn check_code(session: &str, frame: &ServerFrame, out: &mut Vec<Violation>) {
+    let Some(Code::Other(other)) = response_code(&frame.parsed) else {
+        return;
+    };
+    let text = other.inner();
+    let name = text
+        .split(|b| *b == b' ')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    let name = String::from_utf8_lossy(&name).into_owned();
+    if !KNOWN_CODES.contains(&name.as_str()) {
+        return;
+    }
+    let mut probe = text.to_vec();
+    probe.push(b']');
+    if let Some((what, value)) = bad_number(&probe) {
+        out.push(rules::UIDVALIDITY_RANGE.violation(
+            session,
+            format!("{what} {value} is not a non-zero 32-bit number"),
+            &frame.raw,
+        ));
+    } else {
+        out.push(rules::SYNTAX_RESPONSE_CODE.violation(
+            session,
+            format!(
+                "malformed {name} response code: [{}]",
+                String::from_utf8_lossy(text)
+            ),
+            &frame.raw,
+        ));
+    }
 }

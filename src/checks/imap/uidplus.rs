@@ -21,7 +21,7 @@ fn count(set: &UidSet) -> u64 {
     set.0
         .as_ref()
         .iter()
-        .map(|e| bounds(e))
+        .map(bounds)
         .map(|(a, b)| u64::from(b - a) + 1)
         .sum()
 }
