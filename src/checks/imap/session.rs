@@ -50,6 +50,8 @@ pub struct Selection {
     pub tainted: bool,
     pub uidvalidity: Option<u32>,
     pub uidnext: Option<u32>,
+    /// UIDNEXT came after the last EXISTS of the selection, so it covers every message counted.
+    pub uidnext_covers_exists: bool,
     /// Message count from the last EXISTS (minus EXPUNGEs), once known.
     pub exists: Option<u32>,
     /// UID of each message by sequence number - 1, where known.
@@ -69,6 +71,7 @@ impl Selection {
             tainted,
             uidvalidity: None,
             uidnext: None,
+            uidnext_covers_exists: false,
             exists: None,
             uids: Vec::new(),
             old_count: None,

@@ -26,6 +26,59 @@ const UNPARSED_EXTENSIONS: &[&str] = &[
     "NOTIFY",
 ];
 
+/// Extension data imap-codec does not parse inside LIST, STATUS and FETCH responses
+/// (RFC 5258 CHILDINFO/OLDNAME, RFC 8438 SIZE, RFC 7889 APPENDLIMIT, RFC 8474 object ids,
+/// RFC 8514 SAVEDATE, RFC 8970 PREVIEW, Gmail's X-GM-*): legal when the client asked for them.
+const UNPARSED_ITEMS: &[&str] = &[
+    "\"CHILDINFO\"",
+    "\"OLDNAME\"",
+    "APPENDLIMIT",
+    "MAILBOXID",
+    "EMAILID",
+    "THREADID",
+    "SAVEDATE",
+    "PREVIEW",
+    "X-GM-",
+    " SIZE ",
+    "(SIZE ",
+];
+
+fn uses_unparsed_extension(line: &[u8]) -> bool {
+    let upper = line.to_ascii_uppercase();
+    let (_, t1, rest) = tokens(&upper);
+    let word = if t1.bytes().all(|b| b.is_ascii_digit()) {
+        // `* n FETCH ...`
+        String::from_utf8_lossy(rest.split(|b| *b == b' ').next().unwrap_or_default()).into_owned()
+    } else {
+        t1
+    };
+    matches!(word.as_str(), "LIST" | "LSUB" | "STATUS" | "FETCH")
+        && UNPARSED_ITEMS
+            .iter()
+            .any(|item| upper.windows(item.len()).any(|w| w == item.as_bytes()))
+}
+
+/// `APPENDUID`/`COPYUID` arguments in their set forms (MULTIAPPEND), which imap-codec keeps as
+/// unknown codes: `nz-number SP uid-set [SP uid-set]` (RFC 4315 4).
+fn uidplus_set_form(text: &[u8]) -> bool {
+    let words: Vec<&[u8]> = text.split(|b| *b == b' ').collect();
+    let number = |w: &[u8]| !w.is_empty() && w[0] != b'0' && w.iter().all(u8::is_ascii_digit);
+    let set = |w: &[u8]| {
+        !w.is_empty()
+            && w.split(|b| *b == b',').all(|r| {
+                !r.is_empty()
+                    && r.split(|b| *b == b':').all(number)
+                    && r.split(|b| *b == b':').count() <= 2
+            })
+    };
+    let name = words.first().map(|w| w.to_ascii_uppercase());
+    match (name.as_deref(), words.len()) {
+        (Some(b"APPENDUID"), 3) => number(words[1]) && set(words[2]),
+        (Some(b"COPYUID"), 4) => number(words[1]) && set(words[2]) && set(words[3]),
+        _ => false,
+    }
+}
+
 /// The first tokens of an unparsed message: (tag or `*`/`+`, the word after it, rest of line).
 pub fn tokens(raw: &[u8]) -> (String, String, &[u8]) {
     let line = first_line(raw);
@@ -93,6 +146,9 @@ pub fn check(session: &str, frame: &ServerFrame, out: &mut Vec<Violation>) {
         return;
     }
     if t0 == "*" && (UNPARSED_EXTENSIONS.contains(&t1.as_str()) || t1.starts_with('X')) {
+        return;
+    }
+    if t0 == "*" && uses_unparsed_extension(first_line(&frame.raw)) {
         return;
     }
     let status = matches!(t1.as_str(), "OK" | "NO" | "BAD" | "BYE" | "PREAUTH");
@@ -170,7 +226,7 @@ pub fn check_code(session: &str, frame: &ServerFrame, out: &mut Vec<Violation>) 
         .unwrap_or_default()
         .to_ascii_uppercase();
     let name = String::from_utf8_lossy(&name).into_owned();
-    if !KNOWN_CODES.contains(&name.as_str()) {
+    if !KNOWN_CODES.contains(&name.as_str()) || uidplus_set_form(text) {
         return;
     }
     let mut probe = text.to_vec();

@@ -309,6 +309,66 @@ fn legal_but_tricky_behaviour_is_clean() {
     assert_eq!(r.finish(), Vec::<&str>::new(), "{:#?}", r.found);
 }
 
+#[test]
+fn extensions_imap_codec_lacks_are_clean() {
+    let shared = model();
+    let mut r = Run::new(&shared);
+    r.login_select("1", 7, 20, 2);
+    r.c("1", "a3 LIST (SUBSCRIBED) \"\" *");
+    r.s(
+        "1",
+        "* LIST (\\Subscribed) \"/\" foo (\"CHILDINFO\" (\"SUBSCRIBED\"))\na3 OK done",
+    );
+    r.c("1", "a4 STATUS INBOX (APPENDLIMIT)");
+    r.s("1", "* STATUS INBOX (APPENDLIMIT 1000)\na4 OK done");
+    // MULTIAPPEND: APPENDUID with a UID set.
+    r.c("1", "a5 APPEND INBOX {1+}\r\nx {1+}\r\ny");
+    r.s("1", "* 4 EXISTS\na5 OK [APPENDUID 7 21:22] done");
+    r.c("1", "a6 FETCH 1 (UID EMAILID (M1))");
+    r.s(
+        "1",
+        "* 1 FETCH (UID 3 EMAILID (M6d99ac3275bb4e))\na6 OK done",
+    );
+    assert_eq!(r.finish(), Vec::<&str>::new(), "{:#?}", r.found);
+}
+
+#[test]
+fn uidnext_sent_before_exists_proves_nothing_about_new_messages() {
+    let mut r = Run::new(&model());
+    r.open("1", "alice");
+    r.s("1", "* PREAUTH hi");
+    r.c("1", "a1 SELECT INBOX");
+    r.s(
+        "1",
+        "* OK [UIDVALIDITY 3] v\n* OK [UIDNEXT 5] n\n* 2 EXISTS\na1 OK done",
+    );
+    r.c("1", "a2 FETCH 2 UID");
+    r.s("1", "* 2 FETCH (UID 5)\na2 OK done");
+    assert_eq!(r.finish(), Vec::<&str>::new(), "{:#?}", r.found);
+}
+
+#[test]
+fn cleared_flag_reappears() {
+    let shared = model();
+    let mut r = Run::new(&shared);
+    r.login_select("1", 1, 10, 1);
+    r.c("1", "a3 STORE 1 FLAGS (\\Seen \\Flagged)");
+    r.s(
+        "1",
+        "* 1 FETCH (UID 4 FLAGS (\\Seen \\Flagged))\na3 OK done",
+    );
+    r.c("1", "a4 STORE 1 FLAGS.SILENT (\\Seen)");
+    r.s("1", "a4 OK done");
+    r.close("1");
+    r.login_select("2", 1, 10, 1);
+    r.c("2", "b3 FETCH 1 (UID FLAGS)");
+    r.s(
+        "2",
+        "* 1 FETCH (UID 4 FLAGS (\\Seen \\Flagged))\nb3 OK done",
+    );
+    only(&r.finish(), rules::FLAGS_PERSIST.id);
+}
+
 // ---------------------------------------------------------------- syntax
 
 #[test]
