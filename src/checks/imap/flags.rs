@@ -204,7 +204,9 @@ pub fn store_completed(model: &mut TargetModel, s: &Session, p: &Pending, ok: bo
     let (Some(v), Kind::Store { op, flags, .. }) = (sel.uidvalidity, &p.cmd.kind) else {
         return;
     };
-    if sel.tainted {
+    // A read-only mailbox changes nothing, even when the server answers OK (Dovecot: "Store
+    // ignored with read-only mailbox").
+    if sel.tainted || sel.read_only {
         return;
     }
     let targets = if ok { store_targets(sel, p) } else { None };

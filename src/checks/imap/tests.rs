@@ -677,6 +677,28 @@ fn silent_store_is_modelled() {
 }
 
 #[test]
+fn store_ignored_on_read_only_mailbox_is_not_modelled() {
+    let shared = model();
+    let mut r = Run::new(&shared);
+    r.open("1", "alice");
+    r.s("1", "* PREAUTH hi");
+    r.c("1", "a1 EXAMINE INBOX");
+    r.s(
+        "1",
+        "* 1 EXISTS\n* OK [UIDVALIDITY 1] v\n* OK [UIDNEXT 5] n\na1 OK [READ-ONLY] done",
+    );
+    r.c("1", "a2 FETCH 1 (UID FLAGS)");
+    r.s("1", "* 1 FETCH (UID 4 FLAGS ())\na2 OK done");
+    r.c("1", "a3 STORE 1 +FLAGS.SILENT (\\Seen)");
+    r.s("1", "a3 OK Store ignored with read-only mailbox");
+    r.close("1");
+    r.login_select("2", 1, 5, 1);
+    r.c("2", "b3 FETCH 1 (UID FLAGS)");
+    r.s("2", "* 1 FETCH (UID 4 FLAGS ())\nb3 OK done");
+    assert_eq!(r.finish(), Vec::<&str>::new(), "{:#?}", r.found);
+}
+
+#[test]
 fn recent_in_two_sessions() {
     let shared = model();
     let mut r = Run::new(&shared);
@@ -827,10 +849,18 @@ fn replay(transcript: &[u8], edit: impl Fn(&[u8]) -> Vec<u8>) -> Vec<Violation> 
     r.found
 }
 
+/// A second Dovecot 2.3.19 transcript: QRESYNC (VANISHED, MODSEQ), a second session's STORE
+/// and UID EXPUNGE seen by NOOP, pipelined commands, ESEARCH, DELETE/CREATE/RENAME with new
+/// UIDVALIDITYs, LIST-STATUS, unknown commands, UNSELECT, a STORE ignored on a read-only
+/// mailbox, MOVE.
+const DOVECOT_B: &[u8] = include_bytes!("testdata/dovecot-2.3-b.txt");
+
 #[test]
-fn dovecot_transcript_is_clean() {
-    let found = replay(DOVECOT, |b| b.to_vec());
-    assert!(found.is_empty(), "{found:#?}");
+fn dovecot_transcripts_are_clean() {
+    for transcript in [DOVECOT, DOVECOT_B] {
+        let found = replay(transcript, |b| b.to_vec());
+        assert!(found.is_empty(), "{found:#?}");
+    }
 }
 
 #[test]
