@@ -93,9 +93,16 @@ impl ImapChecks {
         if let Some(p) = s
             .pending
             .iter_mut()
-            .find(|p| matches!(p.cmd.kind, Kind::Authenticate))
+            .find(|p| matches!(p.cmd.kind, Kind::Authenticate { .. }))
         {
             p.client_data += 1;
+            if let Kind::Authenticate { mechanism, user } = &mut p.cmd.kind
+                && user.is_none()
+                && p.client_data == 1
+            {
+                let line = client::first_line(bytes);
+                *user = client::base64(line).and_then(|d| client::sasl_user(mechanism, &d));
+            }
             return out;
         }
         if client::is_done(bytes)
@@ -112,7 +119,6 @@ impl ImapChecks {
         };
         let tag = cmd.tag.clone();
         match &cmd.kind {
-            Kind::Login { user } if s.account.is_empty() => s.account = user.clone(),
             Kind::Select { mailbox, examine } => {
                 let key = s.key(mailbox);
                 let tainted = !s.pending.is_empty();

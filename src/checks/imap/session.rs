@@ -140,8 +140,15 @@ impl Session {
         }
     }
 
+    /// The model key of `mailbox`. A session whose user is unknown gets a key of its own, so
+    /// nothing is compared across sessions that may belong to different accounts.
     pub fn key(&self, mailbox: &str) -> MailboxKey {
-        (self.account.clone(), super::model::mailbox_name(mailbox))
+        let account = if self.account.is_empty() {
+            format!("#session-{}", self.id)
+        } else {
+            self.account.clone()
+        };
+        (account, super::model::mailbox_name(mailbox))
     }
 
     /// Whether a command that changes the state is in flight.
@@ -151,7 +158,7 @@ impl Session {
             matches!(
                 p.cmd.kind,
                 Kind::Login { .. }
-                    | Kind::Authenticate
+                    | Kind::Authenticate { .. }
                     | Kind::Select { .. }
                     | Kind::Deselect
                     | Kind::Logout

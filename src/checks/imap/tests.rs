@@ -677,6 +677,55 @@ fn silent_store_is_modelled() {
 }
 
 #[test]
+fn unnamed_sessions_are_keyed_by_their_login() {
+    let shared = model();
+    let mut r = Run::new(&shared);
+    // No session_opened: the account comes from AUTHENTICATE PLAIN (bob) and LOGIN (carol).
+    for (session, auth) in [("1", "bob"), ("2", "carol")] {
+        r.s(session, "* OK hi");
+        if auth == "bob" {
+            r.c(session, "a1 AUTHENTICATE PLAIN");
+            r.s(session, "+ ");
+            r.c(session, "AGJvYgBzZWNyZXQ=");
+        } else {
+            r.c(session, "a1 LOGIN carol secret");
+        }
+        r.s(session, "a1 OK in");
+        r.c(session, "a2 SELECT INBOX");
+        let v = if auth == "bob" { 10 } else { 20 };
+        r.s(
+            session,
+            &format!("* 0 EXISTS\n* OK [UIDVALIDITY {v}] v\na2 OK done"),
+        );
+    }
+    assert_eq!(r.finish(), Vec::<&str>::new(), "{:#?}", r.found);
+    // The same user again: now UIDVALIDITY is compared.
+    let mut r = Run::new(&shared);
+    r.s("3", "* OK hi");
+    r.c("3", "a1 AUTHENTICATE PLAIN AGJvYgBzZWNyZXQ=");
+    r.s("3", "a1 OK in");
+    r.c("3", "a2 SELECT INBOX");
+    r.s("3", "* 0 EXISTS\n* OK [UIDVALIDITY 11] v\na2 OK done");
+    only(&r.finish(), rules::UIDVALIDITY_STABLE.id);
+}
+
+#[test]
+fn base64_and_sasl_users() {
+    use super::client::{base64, sasl_user};
+    assert_eq!(
+        base64(b"AGJvYgBzZWNyZXQ=").as_deref(),
+        Some(&b"\0bob\0secret"[..])
+    );
+    assert_eq!(base64(b"not base64!"), None);
+    assert_eq!(
+        sasl_user("PLAIN", b"admin\0bob\0pw").as_deref(),
+        Some("admin")
+    );
+    assert_eq!(sasl_user("LOGIN", b"bob").as_deref(), Some("bob"));
+    assert_eq!(sasl_user("XOAUTH2", b"x"), None);
+}
+
+#[test]
 fn store_ignored_on_read_only_mailbox_is_not_modelled() {
     let shared = model();
     let mut r = Run::new(&shared);
