@@ -92,6 +92,9 @@ pub struct Cmd {
     pub name: String,
     pub kind: Kind,
     pub valid: Valid,
+    /// imap-codec parsed it. A server may answer a command it cannot parse with an untagged
+    /// BAD (RFC 3501 7.1.3), so a rejected one is not owed a tagged completion.
+    pub parsed: bool,
 }
 
 fn mailbox(m: &Mailbox<'_>) -> String {
@@ -266,6 +269,7 @@ impl Cmd {
             name: c.name().to_string(),
             kind,
             valid,
+            parsed: true,
         }
     }
 
@@ -296,6 +300,7 @@ impl Cmd {
             name,
             kind,
             valid: Valid::Unknown,
+            parsed: false,
         })
     }
 }

@@ -136,7 +136,7 @@ pub fn closed(s: &mut Session, client_dropped: bool, out: &mut Vec<Violation>) {
         let client_turn = p.literals_owed > 0
             || (matches!(p.cmd.kind, Kind::Idle) && !p.done_sent)
             || (matches!(p.cmd.kind, Kind::Authenticate { .. }) && p.plus_seen > p.client_data);
-        if client_turn {
+        if client_turn || !p.cmd.parsed {
             continue;
         }
         out.push(rules::TAG_MISSING.violation(

@@ -457,6 +457,15 @@ fn missing_completion_at_close() {
 }
 
 #[test]
+fn unparsable_command_answered_untagged_is_not_missing() {
+    let mut r = Run::new(&model());
+    r.login_select("1", 1, 2, 0);
+    r.c("1", "DONE");
+    r.s("1", "* BAD Error in IMAP command received by server.");
+    assert_eq!(r.finish(), Vec::<&str>::new(), "{:#?}", r.found);
+}
+
+#[test]
 fn dropped_by_the_client_is_not_missing() {
     let mut r = Run::new(&model());
     r.login_select("1", 1, 2, 0);
