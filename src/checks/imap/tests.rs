@@ -935,3 +935,34 @@ fn dovecot_transcript_with_a_lost_flag_is_caught() {
     let rules: Vec<&str> = found.iter().map(|v| v.rule).collect();
     assert_eq!(rules, vec![rules::FLAGS_PERSIST.id], "{found:#?}");
 }
+
+#[test]
+fn mutated_transcripts_never_panic() {
+    // Deterministic LCG: flip, drop or duplicate bytes of server messages.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 33) as usize
+    };
+    for _ in 0..150 {
+        let salt = next();
+        let found = replay(DOVECOT_B, |b| {
+            let mut v = b.to_vec();
+            if !v.is_empty() && salt % 3 == 0 {
+                let i = (salt / 3) % v.len();
+                v[i] = v[i].wrapping_add((salt % 251) as u8 + 1);
+            } else if !v.is_empty() && salt % 3 == 1 {
+                v.truncate((salt / 3) % v.len());
+            }
+            v
+        });
+        // Whatever was found names a known rule.
+        assert!(
+            found
+                .iter()
+                .all(|f| rules::ALL.iter().any(|r| r.id == f.rule))
+        );
+    }
+}
