@@ -70,14 +70,16 @@ impl ImapChecks {
             .insert(session.to_string(), Session::new(id, session, account));
     }
 
-    fn session(&mut self, name: &str) -> &mut Session {
-        if !self.sessions.contains_key(name) {
-            // Not announced: track it anyway under an unknown account.
-            self.session_opened(name, "");
-        }
-        self.sessions
-            .entry(name.to_string())
-            .or_insert_with(|| Session::new(0, name, ""))
+    /// The session named `name`; one never announced is tracked under an unknown account.
+    fn session<'a>(
+        sessions: &'a mut HashMap<String, Session>,
+        model: &mut TargetModel,
+        name: &str,
+    ) -> &'a mut Session {
+        sessions.entry(name.to_string()).or_insert_with(|| {
+            model.next_session += 1;
+            Session::new(model.next_session, name, "")
+        })
     }
 
     /// One whole client message as sent (line plus literals, CRLF included).
@@ -86,14 +88,21 @@ impl ImapChecks {
         let shared = self.shared.clone();
         let mut model = lock(&shared);
         let now = model.tick();
-        let s = self.session(session);
+        let s = Self::session(&mut self.sessions, &mut model, session);
         // Continuation data for a command in progress rather than a new command.
         if let Some(p) = s
             .pending
             .iter_mut()
-            .find(|p| matches!(p.cmd.kind, Kind::Authenticate))
+            .find(|p| matches!(p.cmd.kind, Kind::Authenticate { .. }))
         {
             p.client_data += 1;
+            if let Kind::Authenticate { mechanism, user } = &mut p.cmd.kind
+                && user.is_none()
+                && p.client_data == 1
+            {
+                let line = client::first_line(bytes);
+                *user = client::base64(line).and_then(|d| client::sasl_user(mechanism, &d));
+            }
             return out;
         }
         if client::is_done(bytes)
@@ -110,7 +119,6 @@ impl ImapChecks {
         };
         let tag = cmd.tag.clone();
         match &cmd.kind {
-            Kind::Login { user } if s.account.is_empty() => s.account = user.clone(),
             Kind::Select { mailbox, examine } => {
                 let key = s.key(mailbox);
                 let tainted = !s.pending.is_empty();
@@ -157,7 +165,7 @@ impl ImapChecks {
         let shared = self.shared.clone();
         let mut model = lock(&shared);
         let now = model.tick();
-        let s = self.session(session);
+        let s = Self::session(&mut self.sessions, &mut model, session);
         if s.state == State::Connecting {
             let greeted = syntax::check_greeting(&s.name, frame, &mut out);
             if let Parsed::Greeting(g) = &frame.parsed {

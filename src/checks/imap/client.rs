@@ -31,7 +31,11 @@ pub enum Valid {
 #[derive(Debug, Clone)]
 pub enum Kind {
     Logout,
-    Authenticate,
+    /// The SASL mechanism (upper-case) and the user, when PLAIN's initial response names it.
+    Authenticate {
+        mechanism: String,
+        user: Option<String>,
+    },
     Login {
         user: String,
     },
@@ -88,6 +92,9 @@ pub struct Cmd {
     pub name: String,
     pub kind: Kind,
     pub valid: Valid,
+    /// imap-codec parsed it. A server may answer a command it cannot parse with an untagged
+    /// BAD (RFC 3501 7.1.3), so a rejected one is not owed a tagged completion.
+    pub parsed: bool,
 }
 
 fn mailbox(m: &Mailbox<'_>) -> String {
@@ -122,7 +129,19 @@ impl Cmd {
             #[allow(unreachable_patterns)]
             B::Id { .. } => (Kind::Other, Valid::Any),
             B::StartTLS => (Kind::Other, Valid::NotAuthenticated),
-            B::Authenticate { .. } => (Kind::Authenticate, Valid::NotAuthenticated),
+            B::Authenticate {
+                mechanism,
+                initial_response,
+            } => {
+                let mechanism = mechanism.to_string().to_ascii_uppercase();
+                let user = initial_response
+                    .as_ref()
+                    .and_then(|r| sasl_user(&mechanism, r.declassify()));
+                (
+                    Kind::Authenticate { mechanism, user },
+                    Valid::NotAuthenticated,
+                )
+            }
             B::Login { username, .. } => (
                 Kind::Login {
                     user: String::from_utf8_lossy(username.as_ref()).into_owned(),
@@ -250,6 +269,7 @@ impl Cmd {
             name: c.name().to_string(),
             kind,
             valid,
+            parsed: true,
         }
     }
 
@@ -268,7 +288,10 @@ impl Cmd {
         }
         let kind = match name.as_str() {
             "LOGOUT" => Kind::Logout,
-            "AUTHENTICATE" => Kind::Authenticate,
+            "AUTHENTICATE" => Kind::Authenticate {
+                mechanism: String::new(),
+                user: None,
+            },
             "IDLE" => Kind::Idle,
             _ => Kind::Other,
         };
@@ -277,8 +300,52 @@ impl Cmd {
             name,
             kind,
             valid: Valid::Unknown,
+            parsed: false,
         })
     }
+}
+
+/// Decode standard base64 (whitespace and padding tolerated); `None` on anything else.
+pub fn base64(text: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &c in text
+        .iter()
+        .filter(|c| !c.is_ascii_whitespace() && **c != b'=')
+    {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    Some(out)
+}
+
+/// The user a SASL PLAIN response (already base64-decoded) or LOGIN's first response names.
+pub fn sasl_user(mechanism: &str, decoded: &[u8]) -> Option<String> {
+    let user = match mechanism {
+        // authzid NUL authcid NUL passwd (RFC 4616 2): the authorization identity wins.
+        "PLAIN" => {
+            let mut parts = decoded.split(|b| *b == 0);
+            let authz = parts.next()?;
+            let authc = parts.next()?;
+            if authz.is_empty() { authc } else { authz }
+        }
+        "LOGIN" => decoded,
+        _ => return None,
+    };
+    (!user.is_empty()).then(|| String::from_utf8_lossy(user).into_owned())
 }
 
 /// The first line of a message, without its line ending.

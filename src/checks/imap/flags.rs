@@ -204,7 +204,9 @@ pub fn store_completed(model: &mut TargetModel, s: &Session, p: &Pending, ok: bo
     let (Some(v), Kind::Store { op, flags, .. }) = (sel.uidvalidity, &p.cmd.kind) else {
         return;
     };
-    if sel.tainted {
+    // A read-only mailbox changes nothing, even when the server answers OK (Dovecot: "Store
+    // ignored with read-only mailbox").
+    if sel.tainted || sel.read_only {
         return;
     }
     let targets = if ok { store_targets(sel, p) } else { None };
@@ -224,7 +226,16 @@ pub fn store_completed(model: &mut TargetModel, s: &Session, p: &Pending, ok: bo
         let facts = space.messages.entry(uid).or_default();
         let known = facts.flags.get_or_insert_with(KnownFlags::default);
         match op {
-            StoreType::Replace => *known = KnownFlags::observed(flags, uncertain.clone(), now),
+            StoreType::Replace => {
+                let before = std::mem::take(known);
+                *known = KnownFlags::observed(flags, uncertain.clone(), now);
+                // Flags set before and not in the new list are now known to be clear.
+                for (f, set) in before.definite {
+                    if set && !flags.contains(&f) {
+                        known.definite.insert(f, false);
+                    }
+                }
+            }
             StoreType::Add | StoreType::Remove => {
                 let set = *op == StoreType::Add;
                 for f in flags {

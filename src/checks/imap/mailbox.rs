@@ -107,7 +107,10 @@ pub fn on_select_code(s: &mut Session, code: &Code<'_>) {
     };
     match code {
         Code::UidValidity(v) => sel.uidvalidity = Some(v.get()),
-        Code::UidNext(n) => sel.uidnext = Some(n.get()),
+        Code::UidNext(n) => {
+            sel.uidnext = Some(n.get());
+            sel.uidnext_covers_exists = sel.exists.is_some();
+        }
         Code::PermanentFlags(list) => {
             let mut names = BTreeSet::new();
             let mut wildcard = false;
@@ -145,7 +148,11 @@ pub fn select_completed(
         Some(Code::ReadWrite) => sel.read_only = false,
         _ => {}
     }
-    sel.old_count = sel.exists;
+    sel.old_count = if sel.uidnext_covers_exists {
+        sel.exists
+    } else {
+        None
+    };
     if sel.tainted {
         return;
     }
@@ -159,12 +166,20 @@ pub fn select_completed(
     }
 }
 
+/// Larger mailboxes are not modelled (a hostile EXISTS must not exhaust memory).
+const MAX_MODELLED_MESSAGES: u32 = 1_000_000;
+
 /// `* n EXISTS`.
 pub fn on_exists(s: &mut Session, n: u32, raw: &[u8], out: &mut Vec<Violation>) {
     let name = s.name.clone();
     let Some(sel) = s.selection.as_mut().filter(|sel| !sel.tainted) else {
         return;
     };
+    if n > MAX_MODELLED_MESSAGES {
+        sel.tainted = true;
+        sel.uids = Vec::new();
+        return;
+    }
     match sel.exists {
         Some(old) if !sel.opening && n < old => {
             out.push(rules::EXISTS_CONSISTENT.violation(
@@ -176,7 +191,13 @@ pub fn on_exists(s: &mut Session, n: u32, raw: &[u8], out: &mut Vec<Violation>) 
             sel.uids = vec![None; n as usize];
             sel.old_count = sel.old_count.map(|c| c.min(n));
         }
-        _ => sel.uids.resize(n as usize, None),
+        _ => {
+            if sel.opening {
+                // Messages counted after UIDNEXT was computed may lie above it.
+                sel.uidnext_covers_exists = false;
+            }
+            sel.uids.resize(n as usize, None)
+        }
     }
     sel.exists = Some(n);
 }

@@ -184,14 +184,8 @@ impl KnownFlags {
                 _ => {}
             }
         }
-        if self.complete {
-            extra.extend(
-                actual
-                    .iter()
-                    .filter(|f| !self.definite.contains_key(*f) && !unsure(f))
-                    .cloned(),
-            );
-        }
+        // Flags never mentioned that show up are not reported: servers may add some on their own
+        // (e.g. attachment keywords), and a false alarm costs more than a miss.
         (missing, extra)
     }
 }
@@ -253,10 +247,13 @@ mod tests {
     #[test]
     fn known_flags_compare() {
         let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-        let k = KnownFlags::observed(&set(&["\\seen", "\\flagged"]), set(&["$x"]), 1);
-        let (missing, extra) = k.compare(&set(&["\\seen", "$x", "\\deleted"]), &BTreeSet::new());
+        let mut k = KnownFlags::observed(&set(&["\\seen", "\\flagged"]), set(&["$x"]), 1);
+        k.definite.insert("\\answered".into(), false);
+        let actual = set(&["\\seen", "$x", "\\deleted", "\\answered"]);
+        let (missing, extra) = k.compare(&actual, &BTreeSet::new());
         assert_eq!(missing, vec!["\\flagged".to_string()]);
-        assert_eq!(extra, vec!["\\deleted".to_string()]);
+        // \deleted was never mentioned: not reported; \answered was known clear.
+        assert_eq!(extra, vec!["\\answered".to_string()]);
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub struct Selection {
     pub tainted: bool,
     pub uidvalidity: Option<u32>,
     pub uidnext: Option<u32>,
+    /// UIDNEXT came after the last EXISTS of the selection, so it covers every message counted.
+    pub uidnext_covers_exists: bool,
     /// Message count from the last EXISTS (minus EXPUNGEs), once known.
     pub exists: Option<u32>,
     /// UID of each message by sequence number - 1, where known.
@@ -69,6 +71,7 @@ impl Selection {
             tainted,
             uidvalidity: None,
             uidnext: None,
+            uidnext_covers_exists: false,
             exists: None,
             uids: Vec::new(),
             old_count: None,
@@ -137,8 +140,15 @@ impl Session {
         }
     }
 
+    /// The model key of `mailbox`. A session whose user is unknown gets a key of its own, so
+    /// nothing is compared across sessions that may belong to different accounts.
     pub fn key(&self, mailbox: &str) -> MailboxKey {
-        (self.account.clone(), super::model::mailbox_name(mailbox))
+        let account = if self.account.is_empty() {
+            format!("#session-{}", self.id)
+        } else {
+            self.account.clone()
+        };
+        (account, super::model::mailbox_name(mailbox))
     }
 
     /// Whether a command that changes the state is in flight.
@@ -148,7 +158,7 @@ impl Session {
             matches!(
                 p.cmd.kind,
                 Kind::Login { .. }
-                    | Kind::Authenticate
+                    | Kind::Authenticate { .. }
                     | Kind::Select { .. }
                     | Kind::Deselect
                     | Kind::Logout

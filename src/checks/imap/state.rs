@@ -66,7 +66,16 @@ pub fn completed(
         ));
     }
     match &p.cmd.kind {
-        Kind::Login { .. } | Kind::Authenticate if ok => {
+        Kind::Login { user }
+        | Kind::Authenticate {
+            user: Some(user), ..
+        } if ok && s.account.is_empty() => {
+            // The engine did not name the account: the login does.
+            s.account = user.clone();
+            s.state = State::Authenticated;
+            s.uncertain = false;
+        }
+        Kind::Login { .. } | Kind::Authenticate { .. } if ok => {
             s.state = State::Authenticated;
             s.uncertain = false;
         }

@@ -66,7 +66,7 @@ pub fn continuation(s: &mut Session, raw: &[u8]) {
         p.literals_owed -= 1;
         p.plus_seen += 1;
     } else if let Some(p) = s.pending.iter_mut().find(|p| {
-        matches!(p.cmd.kind, Kind::Authenticate)
+        matches!(p.cmd.kind, Kind::Authenticate { .. })
             || (matches!(p.cmd.kind, Kind::Idle) && p.plus_seen == 0)
     }) {
         p.plus_seen += 1;
@@ -135,8 +135,8 @@ pub fn closed(s: &mut Session, client_dropped: bool, out: &mut Vec<Violation>) {
         // the client never finished the command.
         let client_turn = p.literals_owed > 0
             || (matches!(p.cmd.kind, Kind::Idle) && !p.done_sent)
-            || (matches!(p.cmd.kind, Kind::Authenticate) && p.plus_seen > p.client_data);
-        if client_turn {
+            || (matches!(p.cmd.kind, Kind::Authenticate { .. }) && p.plus_seen > p.client_data);
+        if client_turn || !p.cmd.parsed {
             continue;
         }
         out.push(rules::TAG_MISSING.violation(
