@@ -5,12 +5,14 @@
 //! # Layout
 //! - `store`, `mailbox`: accounts -> mailboxes -> messages, shared by all protocols
 //! - `imap`: the IMAP service (listeners, sessions, commands)
+//! - `smtp`: the SMTP service (port-25 and submission roles), delivering into the store
 //! - `tls`: rustls configuration (ring) and the certificate
 //! - `limits`: resource limits with their named defaults
 
 mod imap;
 pub mod limits;
 mod mailbox;
+pub mod smtp;
 mod store;
 mod tls;
 
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use limits::Limits;
+pub use smtp::SmtpLimits;
 pub use tls::TlsSource;
 
 /// A mail account.
@@ -44,6 +47,15 @@ pub struct Config {
     pub imaps: Option<SocketAddr>,
     pub tls: TlsSource,
     pub limits: Limits,
+    // --- SMTP (smtp module) ---
+    /// SMTP listener in the port-25 role: mail for local users without authentication,
+    /// relaying only after AUTH; offers STARTTLS. `None` to not listen.
+    pub smtp: Option<SocketAddr>,
+    /// Submission listener in the port-587 role: AUTH required before MAIL; offers STARTTLS.
+    /// `None` to not listen.
+    pub submission: Option<SocketAddr>,
+    /// Limits of both SMTP listeners (message size, recipients, errors, idle timeout).
+    pub smtp_limits: SmtpLimits,
 }
 
 fn loopback_any_port() -> SocketAddr {
@@ -68,6 +80,9 @@ impl Default for Config {
             imaps: Some(loopback_any_port()),
             tls: TlsSource::Generate,
             limits: Limits::default(),
+            smtp: Some(loopback_any_port()),
+            submission: Some(loopback_any_port()),
+            smtp_limits: SmtpLimits::default(),
         }
     }
 }
@@ -98,6 +113,10 @@ pub struct Running {
     pub imap: Option<SocketAddr>,
     /// Bound address of the implicit-TLS IMAP listener.
     pub imaps: Option<SocketAddr>,
+    /// Bound address of the SMTP (port-25 role) listener.
+    pub smtp: Option<SocketAddr>,
+    /// Bound address of the submission (port-587 role) listener.
+    pub submission: Option<SocketAddr>,
     /// The server's leaf certificate, for clients to trust.
     pub certificate: CertificateDer<'static>,
     shutdown: watch::Sender<bool>,
@@ -142,8 +161,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let tls = tls::build(&config.tls)?;
     let store = store::Store::new(&config.accounts, &config.domain);
     let shared = Arc::new(imap::session::Shared {
-        store,
-        tls: tls.config,
+        store: Arc::clone(&store),
+        tls: Arc::clone(&tls.config),
         limits: config.limits.clone(),
         next_id: AtomicU64::new(1),
     });
@@ -170,6 +189,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     let mut running = Running {
         imap: None,
         imaps: None,
+        smtp: None,
+        submission: None,
         certificate: tls.certificate,
         shutdown,
         alive_tx,
@@ -185,6 +206,38 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             listener,
             implicit,
             Arc::clone(&shared),
+            Arc::clone(&sessions),
+            shutdown_rx.clone(),
+            running.alive_tx.clone(),
+        ));
+    }
+    // --- SMTP (smtp module) ---
+    let smtp_shared = Arc::new(smtp::session::Shared {
+        store,
+        tls: tls.config,
+        limits: config.smtp_limits.clone(),
+        domain: config.domain.clone(),
+        next_id: AtomicU64::new(1),
+    });
+    for (addr, role) in [
+        (config.smtp, smtp::Role::Mx),
+        (config.submission, smtp::Role::Submission),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        match role {
+            smtp::Role::Mx => running.smtp = Some(local),
+            smtp::Role::Submission => running.submission = Some(local),
+        }
+        tokio::spawn(smtp::listen(
+            listener,
+            role,
+            Arc::clone(&smtp_shared),
             Arc::clone(&sessions),
             shutdown_rx.clone(),
             running.alive_tx.clone(),

@@ -127,6 +127,34 @@ impl Store {
         self.changes.subscribe()
     }
 
+    /// Final delivery for SMTP: appends each `(user, message)` copy to that user's INBOX
+    /// exactly as an IMAP APPEND without flags would (\Recent, internal date now), all or
+    /// none, then wakes the sessions watching the store so they report EXISTS at once.
+    pub fn deliver(&self, copies: Vec<(String, Vec<u8>)>) -> Result<(), MailboxError> {
+        let mut state = self.lock();
+        // Check every INBOX first so that a failure delivers nothing.
+        let mut needed: BTreeMap<&str, u32> = BTreeMap::new();
+        for (user, _) in &copies {
+            *needed.entry(user.as_str()).or_default() += 1;
+        }
+        for (user, n) in needed {
+            if state.mailbox_mut(user, "INBOX")?.uids_left() < n {
+                return Err(MailboxError::UidsExhausted);
+            }
+        }
+        let now = chrono::Local::now().fixed_offset();
+        for (user, raw) in copies {
+            let content = Arc::new(MessageContent {
+                raw,
+                internal_date: now,
+            });
+            state.append(&user, "INBOX", content, Flags::default())?;
+        }
+        drop(state);
+        self.notify();
+        Ok(())
+    }
+
     /// Checks credentials; `user` may carry `@domain`. Returns the account name.
     pub fn authenticate(&self, user: &str, password: &str) -> Option<String> {
         let state = self.lock();
