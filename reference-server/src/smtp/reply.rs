@@ -51,10 +51,11 @@ impl Reply {
         }
     }
 
-    /// A 4xx or 5xx reply: it counts toward the session's error limit when it is a
-    /// protocol error (see [`Reply::is_protocol_error`]).
+    /// Whether the reply counts toward the session's error limit: unrecognised commands,
+    /// syntax and sequence errors, and failed or malformed authentication. A recognised but
+    /// unimplemented command (502, 504) or a refused recipient is not the client's fault.
     pub fn is_protocol_error(&self) -> bool {
-        matches!(self.code, 500..=504 | 530 | 535 | 555)
+        matches!(self.code, 500 | 501 | 503 | 530 | 535 | 555)
     }
 }
 
@@ -88,6 +89,7 @@ mod tests {
         assert!(Reply::new(503, [5, 5, 1], "x").is_protocol_error());
         assert!(Reply::new(535, [5, 7, 8], "x").is_protocol_error());
         assert!(!Reply::new(550, [5, 1, 1], "x").is_protocol_error());
+        assert!(!Reply::new(502, [5, 5, 1], "x").is_protocol_error());
         assert!(!Reply::new(250, [2, 0, 0], "x").is_protocol_error());
     }
 }

@@ -306,7 +306,7 @@ impl Session {
                 return Ok(None);
             }
             Request::Mail { from } => self.mail(from),
-            Request::Rcpt { to } => self.rcpt(to),
+            Request::Rcpt { to } => self.rcpt(to, line),
             Request::Data => return self.data(conn).await.map(|()| None),
             Request::Auth {
                 mechanism,
@@ -451,7 +451,7 @@ impl Session {
         found
     }
 
-    fn rcpt(&mut self, to: RcptTo<Cow<'_, str>>) -> Reply {
+    fn rcpt(&mut self, to: RcptTo<Cow<'_, str>>, line: &[u8]) -> Reply {
         let limit = self.shared.limits.max_recipients;
         let Some(transaction) = self.transaction.as_ref() else {
             return sequence("Need MAIL before RCPT");
@@ -467,12 +467,26 @@ impl Session {
             // RFC 5321 4.5.3.1.10: 452, and the client sends the rest in a new transaction.
             return Reply::new(452, esc::TOO_MANY_RCPTS, "Too many recipients");
         }
-        let address = to.address.into_owned();
+        let mut address = to.address.into_owned();
+        if address.is_empty() {
+            // smtp-proto returns <postmaster> as an empty address, the same as the null
+            // path <>, which is no forward-path at all: tell them apart by the line.
+            let upper = line.to_ascii_uppercase();
+            if !upper.windows(12).any(|w| w == b"<POSTMASTER>") {
+                return Reply::new(501, esc::BAD_RCPT_SYNTAX, "Null forward-path");
+            }
+            address = "postmaster".to_string();
+        }
         if !address.is_ascii() {
             return Reply::new(553, esc::NON_ASCII, "Non-ASCII address not permitted");
         }
         let (local, domain) = match address.rsplit_once('@') {
-            Some((local, domain)) => (local, Some(domain)),
+            Some((local, domain)) if !local.is_empty() && !domain.is_empty() => {
+                (local, Some(domain))
+            }
+            Some(_) => {
+                return Reply::new(501, esc::BAD_RCPT_SYNTAX, "Bad recipient address syntax");
+            }
             // Only <postmaster> may come without a domain (RFC 5321 4.1.1.3).
             None if address.eq_ignore_ascii_case("postmaster") => (address.as_str(), None),
             None => {
