@@ -375,6 +375,27 @@ mod tests {
     }
 
     #[test]
+    fn deliver_appends_recent_messages_all_or_none() {
+        let s = store();
+        let changes = s.subscribe();
+        s.deliver(vec![("alice".into(), b"a: 1\r\n\r\n".to_vec())])
+            .unwrap();
+        assert!(changes.has_changed().unwrap());
+        {
+            let st = s.lock();
+            let inbox = &st.users["alice"].mailboxes["INBOX"];
+            assert_eq!(inbox.messages.len(), 1);
+            assert!(inbox.messages[&1].recent && inbox.messages[&1].flags.iter().count() == 0);
+        }
+        let result = s.deliver(vec![
+            ("alice".into(), b"a: 2\r\n\r\n".to_vec()),
+            ("nobody".into(), b"a: 3\r\n\r\n".to_vec()),
+        ]);
+        assert_eq!(result, Err(MailboxError::NonExistent));
+        assert_eq!(s.lock().users["alice"].mailboxes["INBOX"].messages.len(), 1);
+    }
+
+    #[test]
     fn create_makes_superiors_and_recreate_changes_uidvalidity() {
         let s = store();
         let mut st = s.lock();

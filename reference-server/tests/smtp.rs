@@ -208,6 +208,18 @@ async fn ehlo_announces_the_extensions() {
         }
         let size = format!("SIZE {}", SmtpLimits::default().max_message_size);
         assert!(keywords.contains(&size.as_str()), "{r:?}");
+        // smtp-proto's client-side parser reads the same reply.
+        let raw: String = r.iter().map(|l| format!("{l}\r\n")).collect();
+        let parsed =
+            smtp_proto::EhloResponse::parse(&mut raw.as_bytes().iter()).expect("EHLO reply parses");
+        assert_eq!(parsed.hostname, "example.test");
+        assert!(parsed.has_capability(smtp_proto::EXT_START_TLS));
+        assert!(parsed.has_capability(smtp_proto::EXT_PIPELINING));
+        assert_eq!(
+            parsed.auth(),
+            smtp_proto::AUTH_PLAIN | smtp_proto::AUTH_LOGIN
+        );
+        assert_eq!(parsed.size, SmtpLimits::default().max_message_size);
         let bye = c.one("QUIT").await;
         assert!(bye.starts_with("221 2.0.0 "), "{bye}");
         assert_eq!(c.line().await, "<EOF>");

@@ -3,6 +3,23 @@
 //! before MAIL. Both offer PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, STARTTLS and
 //! AUTH PLAIN/LOGIN, and deliver into the store that IMAP serves.
 //!
+//! # Behaviour choices
+//! - VRFY answers `252 2.1.5` for every argument: it never tells whether a user exists.
+//!   EXPN, BDAT (its chunk is read and dropped), ETRN, ATRN, BURL and LHLO get `502 5.5.1`.
+//! - A bare CR or LF inside DATA is refused after the data with `554 5.6.0`, not repaired
+//!   (it is how SMTP smuggling starts); only CRLF.CRLF ends the data. A command line ending
+//!   in a bare LF gets `500 5.5.2`. A text line over 1000 octets: `554 5.6.0`.
+//! - A command line over 512 octets gets `500 5.5.2 Line too long` (5.5.6 is RFC 4954's
+//!   code for an over-long AUTH response line, which is used for that).
+//! - On delivery each copy gets `Return-Path: <reverse-path>` and
+//!   `Received: from <helo> ([ip]) by <domain> (mailtape reference server) with <proto>
+//!   id <session>.<n> for <rcpt>; <date>` on top, proto per RFC 3848.
+//! - `postmaster` (with or without the domain) goes to an account of that name, else to
+//!   the first account. Local parts match account names case-insensitively.
+//! - After AUTH, a non-local recipient is accepted (relaying is allowed) but the copy is
+//!   dropped: the reference server has no outbound queue.
+//! - Errors that count toward the limit: 500, 501, 503, 530, 535, 555.
+//!
 //! # Layout
 //! - `session`: state machine and commands (smtp-proto parses them)
 //! - `io`: input buffer, line and DATA framing, timeouts
