@@ -583,7 +583,7 @@ async fn too_many_errors_end_the_session() {
 #[tokio::test]
 async fn idle_timeout_gets_421() {
     let limits = SmtpLimits {
-        idle_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_millis(1000),
         ..SmtpLimits::default()
     };
     let running = server_with(limits).await;
@@ -884,5 +884,121 @@ async fn python_smtplib_sends_on_both_ports() {
     assert!(mail[0].contains("Received: from python.test "), "{mail:?}");
     assert!(mail[1].contains("Subject: submitted"), "{mail:?}");
     assert!(mail[1].contains(" with ESMTPSA id "), "{mail:?}");
+    running.shutdown().await;
+}
+
+#[tokio::test]
+async fn session_limit_gets_421_greeting() {
+    let running = reference_server::start(Config {
+        limits: reference_server::Limits {
+            max_sessions: 1,
+            ..reference_server::Limits::default()
+        },
+        ..Config::default()
+    })
+    .await
+    .expect("server starts");
+    let mut first = Smtp::smtp(&running).await;
+    let tcp = TcpStream::connect(running.submission.expect("submission"))
+        .await
+        .expect("connect");
+    let mut second = Smtp {
+        stream: tcp,
+        buf: Vec::new(),
+    };
+    let r = second.reply().await;
+    assert!(r[0].starts_with("421 4.3.2 "), "{r:?}");
+    assert_eq!(second.line().await, "<EOF>");
+    assert_eq!(first.one("NOOP").await, "250 OK");
+    running.shutdown().await;
+}
+
+/// A small deterministic generator (xorshift64*), so the junk is the same on every run.
+struct Junk(u64);
+
+impl Junk {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: u64) -> usize {
+        (self.next() % n) as usize
+    }
+}
+
+#[tokio::test]
+async fn random_input_never_breaks_the_server() {
+    let running = server_with(SmtpLimits::default()).await;
+    let words: [&[u8]; 16] = [
+        b"EHLO x.test",
+        b"HELO",
+        b"MAIL FROM:<a@b.test>",
+        b"MAIL FROM:<",
+        b"RCPT TO:<alice@example.test>",
+        b"RCPT TO:<\xff@\x00>",
+        b"DATA",
+        b"BDAT 3",
+        b"AUTH PLAIN",
+        b"AUTH LOGIN =",
+        b"STARTTLS",
+        b"RSET",
+        b".",
+        b"\r",
+        b"\n",
+        b"\xc3\x28 \x00",
+    ];
+    let mut junk = Junk(0x5eed_1234_abcd_0001);
+    for _ in 0..20 {
+        let port = if junk.below(2) == 0 {
+            running.smtp
+        } else {
+            running.submission
+        };
+        let mut c = Smtp::connect(port.expect("port")).await;
+        let mut input = Vec::new();
+        for _ in 0..40 {
+            input.extend_from_slice(words[junk.below(words.len() as u64)]);
+            for _ in 0..junk.below(4) {
+                input.push(junk.next() as u8);
+            }
+            if junk.below(3) > 0 {
+                input.extend_from_slice(b"\r\n");
+            }
+        }
+        input.extend_from_slice(b"\r\n.\r\nQUIT\r\n");
+        // Sent in random pieces; STARTTLS may make the server stop reading plaintext.
+        let mut rest = input.as_slice();
+        while !rest.is_empty() {
+            let n = (junk.below(64) + 1).min(rest.len());
+            if c.stream.write_all(&rest[..n]).await.is_err() {
+                break;
+            }
+            rest = &rest[n..];
+        }
+        // Every reply until the end is well formed (reply() asserts the shape).
+        loop {
+            let r = c.reply().await;
+            let last = &r[r.len() - 1];
+            if last.starts_with("<EOF>") || last.starts_with("221 ") || last.starts_with("421 ") {
+                break;
+            }
+            if last.starts_with("220 2.0.0") {
+                // STARTTLS accepted: the rest of the plaintext is ignored; stop here.
+                break;
+            }
+        }
+    }
+    // The server still works.
+    let mut c = Smtp::ehlo(running.smtp.expect("smtp")).await;
+    send_mail(
+        &mut c,
+        "a@b.test",
+        &["bob@example.test"],
+        "Subject: after\r\n\r\nok\r\n",
+    )
+    .await;
     running.shutdown().await;
 }
