@@ -290,10 +290,8 @@ impl<'a> ScenarioRun<'a> {
             .get(session)
             .and_then(|s| s.user.clone());
         if let Some(a) = self.account(user.as_deref()) {
-            vars.0.insert(
-                "user".to_string(),
-                Value::String(a.login.clone().into_bytes()),
-            );
+            vars.0
+                .insert("user".to_string(), Value::String(a.login.clone().into_bytes()));
             // SASL PLAIN initial response (RFC 4616 2): empty authzid, login, password.
             let plain = format!("\0{}\0{}", a.login, a.password);
             vars.0.insert(
