@@ -28,6 +28,7 @@ fn serve(data: &Path, accounts: &Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mailtape"))
         .args(["serve", "--imap", "127.0.0.1:0", "--imaps", "127.0.0.1:0"])
         .args(["--pop3", "127.0.0.1:0", "--pop3s", "127.0.0.1:0"])
+        .args(["--smtp", "127.0.0.1:0", "--submission", "127.0.0.1:0"])
         .arg("--data-dir")
         .arg(data)
         .arg("--accounts")

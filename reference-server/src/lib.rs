@@ -6,6 +6,7 @@
 //! - `store`, `mailbox`: accounts -> mailboxes -> messages, shared by all protocols
 //! - `imap`: the IMAP service (listeners, sessions, commands)
 //! - `pop3`: the POP3 service (RFC 1939 + CAPA, UIDL, TOP, SASL PLAIN, STLS) on the same store
+//! - `smtp`: the SMTP service (port-25 and submission roles), delivering into the store
 //! - `tls`: rustls configuration (ring) and the certificate
 //! - `persist`: the optional on-disk copy of the store (`Config::data_dir`), accounts file
 //! - `limits`: resource limits with their named defaults
@@ -15,6 +16,7 @@ pub mod limits;
 mod mailbox;
 mod persist;
 mod pop3;
+pub mod smtp;
 mod store;
 mod tls;
 
@@ -28,6 +30,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 pub use limits::Limits;
+pub use smtp::SmtpLimits;
 pub use tls::TlsSource;
 
 // ---- Persistence and the accounts file (`data_dir`, `mailtape serve --accounts`) ----
@@ -61,6 +64,15 @@ pub struct Config {
     /// Keep the mail in this directory (Maildir++ per user plus an index, see
     /// docs/reference-server.md) and load it at start; `None` keeps it in memory only.
     pub data_dir: Option<PathBuf>,
+    // --- SMTP (smtp module) ---
+    /// SMTP listener in the port-25 role: mail for local users without authentication,
+    /// relaying only after AUTH; offers STARTTLS. `None` to not listen.
+    pub smtp: Option<SocketAddr>,
+    /// Submission listener in the port-587 role: AUTH required before MAIL; offers STARTTLS.
+    /// `None` to not listen.
+    pub submission: Option<SocketAddr>,
+    /// Limits of both SMTP listeners (message size, recipients, errors, idle timeout).
+    pub smtp_limits: SmtpLimits,
 }
 
 fn loopback_any_port() -> SocketAddr {
@@ -88,6 +100,9 @@ impl Default for Config {
             tls: TlsSource::Generate,
             limits: Limits::default(),
             data_dir: None,
+            smtp: Some(loopback_any_port()),
+            submission: Some(loopback_any_port()),
+            smtp_limits: SmtpLimits::default(),
         }
     }
 }
@@ -124,6 +139,10 @@ pub struct Running {
     pub pop3: Option<SocketAddr>,
     /// Bound address of the implicit-TLS POP3 listener.
     pub pop3s: Option<SocketAddr>,
+    /// Bound address of the SMTP (port-25 role) listener.
+    pub smtp: Option<SocketAddr>,
+    /// Bound address of the submission (port-587 role) listener.
+    pub submission: Option<SocketAddr>,
     /// The server's leaf certificate, for clients to trust.
     pub certificate: CertificateDer<'static>,
     shutdown: watch::Sender<bool>,
@@ -171,8 +190,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         None => store::Store::new(&config.accounts, &config.domain),
     };
     let shared = Arc::new(imap::session::Shared {
-        store,
-        tls: tls.config,
+        store: Arc::clone(&store),
+        tls: Arc::clone(&tls.config),
         limits: config.limits.clone(),
         next_id: AtomicU64::new(1),
     });
@@ -216,6 +235,8 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         imaps: None,
         pop3: None,
         pop3s: None,
+        smtp: None,
+        submission: None,
         certificate: tls.certificate,
         shutdown,
         alive_tx,
@@ -252,6 +273,38 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             listener,
             implicit,
             Arc::clone(&pop3_shared),
+            Arc::clone(&sessions),
+            shutdown_rx.clone(),
+            running.alive_tx.clone(),
+        ));
+    }
+    // --- SMTP (smtp module) ---
+    let smtp_shared = Arc::new(smtp::session::Shared {
+        store,
+        tls: tls.config,
+        limits: config.smtp_limits.clone(),
+        domain: config.domain.clone(),
+        next_id: AtomicU64::new(1),
+    });
+    for (addr, role) in [
+        (config.smtp, smtp::Role::Mx),
+        (config.submission, smtp::Role::Submission),
+    ] {
+        let Some(addr) = addr else { continue };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        match role {
+            smtp::Role::Mx => running.smtp = Some(local),
+            smtp::Role::Submission => running.submission = Some(local),
+        }
+        tokio::spawn(smtp::listen(
+            listener,
+            role,
+            Arc::clone(&smtp_shared),
             Arc::clone(&sessions),
             shutdown_rx.clone(),
             running.alive_tx.clone(),

@@ -138,6 +138,34 @@ impl Store {
         self.changes.subscribe()
     }
 
+    /// Final delivery for SMTP: appends each `(user, message)` copy to that user's INBOX
+    /// exactly as an IMAP APPEND without flags would (\Recent, internal date now), all or
+    /// none, then wakes the sessions watching the store so they report EXISTS at once.
+    pub fn deliver(&self, copies: Vec<(String, Vec<u8>)>) -> Result<(), MailboxError> {
+        let mut state = self.lock();
+        // Check every INBOX first so that a failure delivers nothing.
+        let mut needed: BTreeMap<&str, u32> = BTreeMap::new();
+        for (user, _) in &copies {
+            *needed.entry(user.as_str()).or_default() += 1;
+        }
+        for (user, n) in needed {
+            if state.mailbox_mut(user, "INBOX")?.uids_left() < n {
+                return Err(MailboxError::UidsExhausted);
+            }
+        }
+        let now = chrono::Local::now().fixed_offset();
+        for (user, raw) in copies {
+            let content = Arc::new(MessageContent {
+                raw,
+                internal_date: now,
+            });
+            state.append(&user, "INBOX", content, Flags::default())?;
+        }
+        drop(state);
+        self.notify();
+        Ok(())
+    }
+
     /// Checks credentials; `user` may carry `@domain`. Returns the account name.
     pub fn authenticate(&self, user: &str, password: &str) -> Option<String> {
         let state = self.lock();
@@ -402,6 +430,27 @@ mod tests {
         );
         assert_eq!(s.authenticate("alice@other.test", "pw"), None);
         assert_eq!(s.authenticate("alice", "nope"), None);
+    }
+
+    #[test]
+    fn deliver_appends_recent_messages_all_or_none() {
+        let s = store();
+        let changes = s.subscribe();
+        s.deliver(vec![("alice".into(), b"a: 1\r\n\r\n".to_vec())])
+            .unwrap();
+        assert!(changes.has_changed().unwrap());
+        {
+            let st = s.lock();
+            let inbox = &st.users["alice"].mailboxes["INBOX"];
+            assert_eq!(inbox.messages.len(), 1);
+            assert!(inbox.messages[&1].recent && inbox.messages[&1].flags.iter().count() == 0);
+        }
+        let result = s.deliver(vec![
+            ("alice".into(), b"a: 2\r\n\r\n".to_vec()),
+            ("nobody".into(), b"a: 3\r\n\r\n".to_vec()),
+        ]);
+        assert_eq!(result, Err(MailboxError::NonExistent));
+        assert_eq!(s.lock().users["alice"].mailboxes["INBOX"].messages.len(), 1);
     }
 
     #[test]

@@ -113,6 +113,12 @@ pub struct ServeArgs {
     /// POP3 over implicit TLS listen address.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1995")]
     pub pop3s: std::net::SocketAddr,
+    /// SMTP listen address, port-25 role: mail for local users, no relaying without AUTH.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1025")]
+    pub smtp: std::net::SocketAddr,
+    /// Submission listen address, port-587 role: AUTH required before MAIL.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1587")]
+    pub submission: std::net::SocketAddr,
     /// PEM certificate chain (default: a self-signed one generated at start).
     #[arg(long, value_name = "PEM", requires = "key")]
     pub cert: Option<PathBuf>,

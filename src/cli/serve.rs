@@ -13,6 +13,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         imaps: Some(args.imaps),
         pop3: Some(args.pop3),
         pop3s: Some(args.pop3s),
+        smtp: Some(args.smtp),
+        submission: Some(args.submission),
         data_dir: args.data_dir.clone(),
         ..Config::default()
     };
@@ -42,6 +44,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     if let Some(a) = running.pop3s {
         println!("pop3s  pop3s://{a}");
+    }
+    if let Some(a) = running.smtp {
+        println!("smtp   smtp://{a}  (STARTTLS offered)");
+    }
+    if let Some(a) = running.submission {
+        println!("submission  smtp+starttls://{a}  (AUTH required)");
     }
     println!("accounts: {} (domain {domain})", accounts.join(", "));
     match &args.data_dir {
