@@ -85,6 +85,40 @@ fn imap_suite_against_dovecot_with_an_inbox_prefix() {
     dovecot_suite("dovecot-prefix", "MAILTAPE_DOVECOT_PREFIX_IMAP", ca);
 }
 
+/// POP3, SMTP and cross-protocol suites against the CI Postfix (delivering to Dovecot).
+#[test]
+fn text_suites_against_postfix_and_dovecot() {
+    let (Ok(imap), Ok(pop3), Ok(smtp)) = (
+        std::env::var("MAILTAPE_DOVECOT_IMAP"),
+        std::env::var("MAILTAPE_DOVECOT_POP3"),
+        std::env::var("MAILTAPE_POSTFIX_SMTP"),
+    ) else {
+        eprintln!(
+            "SKIP: MAILTAPE_DOVECOT_IMAP, MAILTAPE_DOVECOT_POP3 or MAILTAPE_POSTFIX_SMTP is not set \
+             (ci/dovecot.sh and ci/postfix.sh start them; .ci/run does)"
+        );
+        return;
+    };
+    let imap = format!("dovecot={imap}");
+    let (code, stdout, stderr) = run(mailtape().args([
+        "run",
+        "scenarios/pop3",
+        "scenarios/smtp",
+        "scenarios/cross",
+        "--target",
+        &imap,
+        "--target",
+        &pop3,
+        "--target",
+        &smtp,
+        "--account",
+        "bob:bobpw",
+        "--jobs",
+        "1",
+    ]));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
 #[test]
 fn a_malformed_scenario_is_reported_and_the_others_still_run() {
     let dir = match tempfile::tempdir() {

@@ -94,6 +94,9 @@ pub struct RunArgs {
     /// Fail on SHOULD-level violations too (they are warnings otherwise).
     #[arg(long)]
     pub strict: bool,
+    /// Seconds a polling step (`S~:` lines, e.g. waiting for a delivery) keeps trying.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub poll_timeout: f64,
     /// Print only failures and the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,

@@ -142,15 +142,22 @@ pub async fn reference_target(
         })
         .collect();
     let running = reference_server::start(config).await?;
-    let mut endpoints = Vec::new();
-    if let Some(a) = running.imap {
-        endpoints.push(Endpoint {
-            protocol: Protocol::Imap,
+    // One plain endpoint per protocol; SMTP is the port-25 role (mail for local users).
+    let endpoints = [
+        (Protocol::Imap, running.imap),
+        (Protocol::Pop3, running.pop3),
+        (Protocol::Smtp, running.smtp),
+    ]
+    .into_iter()
+    .filter_map(|(protocol, addr)| {
+        addr.map(|a| Endpoint {
+            protocol,
             security: Security::Plain,
             host: a.ip().to_string(),
             port: a.port(),
-        });
-    }
+        })
+    })
+    .collect();
     let target = Target {
         name: "reference".to_string(),
         endpoints,
@@ -236,6 +243,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
             target,
             RunOptions {
                 strict: args.strict,
+                poll_timeout: secs(args.poll_timeout, "poll-timeout")?,
             },
         )?);
         let limit = Arc::new(Semaphore::new(args.jobs));
@@ -292,19 +300,19 @@ fn finish(
         mut outcome,
         substitutions,
         completed,
+        text_sessions,
     } = raw;
+    let view = crate::engine::snapshot_view(&outcome.transcript, &text_sessions);
     // Only a run that reached its end is worth keeping or comparing; a failed one
     // already says why.
     if completed
+        && !view.entries.is_empty()
         && matches!(
             outcome.status,
             Status::Pass | Status::UnexpectedPass { .. } | Status::Fail
         )
     {
-        let text = crate::report::normalize::normalize(
-            &crate::engine::snapshot_view(&outcome.transcript),
-            &substitutions,
-        );
+        let text = crate::report::normalize::normalize(&view, &substitutions);
         let key = SnapshotKey {
             scenario_file: &scenario.file,
             target: &run.target.name,

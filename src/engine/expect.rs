@@ -13,14 +13,50 @@ use super::session::{is_continuation, tagged_completion};
 /// Upper bound on match attempts per step: a pathological script gives up instead of hanging.
 const MAX_ATTEMPTS: usize = 100_000;
 
-fn kind_fits(kind: &PatternKind, frame: &ServerFrame) -> bool {
-    match kind {
-        PatternKind::Tagged { tag, .. } => {
-            matches!(tagged_completion(frame), Some((t, _)) if t.eq_ignore_ascii_case(tag))
-        }
-        PatternKind::Continuation => is_continuation(frame),
-        PatternKind::Untagged => frame.raw.starts_with(b"*"),
+/// A server message a step's lines can be matched against: an IMAP message, or one line of
+/// a POP3 or SMTP reply.
+pub trait Received {
+    fn raw(&self) -> &[u8];
+    /// Whether a pattern of this kind may match it at all.
+    fn fits(&self, kind: &PatternKind) -> bool;
+}
+
+impl Received for ServerFrame {
+    fn raw(&self) -> &[u8] {
+        &self.raw
     }
+
+    fn fits(&self, kind: &PatternKind) -> bool {
+        match kind {
+            PatternKind::Tagged { tag, .. } => {
+                matches!(tagged_completion(self), Some((t, _)) if t.eq_ignore_ascii_case(tag))
+            }
+            PatternKind::Continuation => is_continuation(self),
+            PatternKind::Untagged => self.raw.starts_with(b"*"),
+        }
+    }
+}
+
+/// One line of a POP3 or SMTP reply, without its line ending. Text-protocol patterns are all
+/// "untagged": any line may match them.
+pub struct ReplyLine(pub Vec<u8>);
+
+impl Received for ReplyLine {
+    fn raw(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn fits(&self, kind: &PatternKind) -> bool {
+        match kind {
+            PatternKind::Untagged => true,
+            PatternKind::Continuation => self.0.starts_with(b"+ ") || self.0.starts_with(b"334"),
+            PatternKind::Tagged { .. } => false,
+        }
+    }
+}
+
+fn kind_fits<M: Received>(kind: &PatternKind, frame: &M) -> bool {
+    frame.fits(kind)
 }
 
 fn merged(vars: &Bindings, new: Bindings) -> Bindings {
@@ -30,9 +66,9 @@ fn merged(vars: &Bindings, new: Bindings) -> Bindings {
 }
 
 /// Try to give every must-line its own frame. Returns the assignment and the bindings.
-fn assign(
+fn assign<M: Received>(
     must: &[&ExpectLine],
-    window: &[ServerFrame],
+    window: &[M],
     used: &mut Vec<bool>,
     vars: &Bindings,
     attempts: &mut usize,
@@ -48,7 +84,7 @@ fn assign(
         if *attempts > MAX_ATTEMPTS {
             return None;
         }
-        if let Ok(new) = first.pattern.matches(&frame.raw, vars) {
+        if let Ok(new) = first.pattern.matches(frame.raw(), vars) {
             used[i] = true;
             let vars2 = merged(vars, new);
             if let Some((mut idx, b)) = assign(rest, window, used, &vars2, attempts) {
@@ -62,7 +98,7 @@ fn assign(
 }
 
 /// Whether all must-lines can be matched in `window` (used while waiting).
-pub fn satisfiable(lines: &[ExpectLine], window: &[ServerFrame], vars: &Bindings) -> bool {
+pub fn satisfiable<M: Received>(lines: &[ExpectLine], window: &[M], vars: &Bindings) -> bool {
     let must: Vec<&ExpectLine> = lines
         .iter()
         .filter(|l| l.presence == Presence::Must)
@@ -78,10 +114,10 @@ pub fn lossy(bytes: &[u8]) -> String {
 }
 
 /// Match a step; on success update `vars`. Returns the problems found.
-pub fn check_step(
+pub fn check_step<M: Received>(
     session: &str,
     lines: &[ExpectLine],
-    window: &[ServerFrame],
+    window: &[M],
     vars: &mut Bindings,
 ) -> Vec<Problem> {
     let mut problems = Vec::new();
@@ -95,7 +131,7 @@ pub fn check_step(
         Some((_, b)) => *vars = b,
         None => {
             // Report each must-line that cannot be matched on its own, with the closest reason.
-            let got: Vec<String> = window.iter().map(|f| lossy(&f.raw)).collect();
+            let got: Vec<String> = window.iter().map(|f| lossy(f.raw())).collect();
             for line in &must {
                 let mut reasons = Vec::new();
                 let mut ok = false;
@@ -103,12 +139,12 @@ pub fn check_step(
                     if !kind_fits(line.pattern.kind(), frame) {
                         continue;
                     }
-                    match line.pattern.matches(&frame.raw, vars) {
+                    match line.pattern.matches(frame.raw(), vars) {
                         Ok(_) => {
                             ok = true;
                             break;
                         }
-                        Err(m) => reasons.push(format!("{}: {}", lossy(&frame.raw), m)),
+                        Err(m) => reasons.push(format!("{}: {}", lossy(frame.raw()), m)),
                     }
                 }
                 if ok {
@@ -153,7 +189,7 @@ pub fn check_step(
             if used[i] || !kind_fits(line.pattern.kind(), frame) {
                 continue;
             }
-            if let Ok(new) = line.pattern.matches(&frame.raw, vars) {
+            if let Ok(new) = line.pattern.matches(frame.raw(), vars) {
                 used[i] = true;
                 vars.0.extend(new.0);
                 break;
@@ -163,13 +199,13 @@ pub fn check_step(
     for line in lines.iter().filter(|l| l.presence == Presence::MustNot) {
         for frame in window {
             if kind_fits(line.pattern.kind(), frame)
-                && line.pattern.matches(&frame.raw, vars).is_ok()
+                && line.pattern.matches(frame.raw(), vars).is_ok()
             {
                 problems.push(Problem::Mismatch {
                     loc: line.loc.clone(),
                     session: session.to_string(),
                     expected: format!("no message like: {}", line.source),
-                    got: vec![lossy(&frame.raw)],
+                    got: vec![lossy(frame.raw())],
                     message: "a server message the script forbids arrived".to_string(),
                 });
             }

@@ -5,6 +5,7 @@
 //! of the target (UIDVALIDITY history and the like), and the discovered mailbox naming.
 
 mod expect;
+mod line_session;
 mod runner;
 mod session;
 mod setup;
@@ -26,10 +27,21 @@ pub use setup::Naming;
 /// scenario's message, small enough that a hostile `{1073741824}` cannot exhaust memory.
 pub const MAX_SERVER_MESSAGE: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// SHOULD-level violations fail the scenario too.
     pub strict: bool,
+    /// How long a polling step (`S~:`) keeps trying.
+    pub poll_timeout: std::time::Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            strict: false,
+            poll_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// What every scenario run against one target shares.
@@ -39,6 +51,9 @@ pub struct TargetRun {
     tls: TlsClient,
     model: SharedModel,
     naming: tokio::sync::OnceCell<Naming>,
+    /// Held by every scenario that works on INBOX (POP3 and SMTP sessions, INBOX seeds):
+    /// the maildrop is one per account, so such scenarios take turns.
+    inbox: tokio::sync::Mutex<()>,
     run_id: String,
     counter: AtomicU64,
 }
@@ -50,6 +65,8 @@ pub struct RawOutcome {
     pub substitutions: Vec<(String, String)>,
     /// Whether the scenario ran to its end (only then is its transcript worth a snapshot).
     pub completed: bool,
+    /// Sessions left out of snapshots (POP3 and SMTP, until their text has a normalizer).
+    pub text_sessions: Vec<String>,
 }
 
 impl TargetRun {
@@ -61,6 +78,7 @@ impl TargetRun {
             tls,
             model: SharedModel::default(),
             naming: tokio::sync::OnceCell::new(),
+            inbox: tokio::sync::Mutex::new(()),
             run_id: run_id(),
             counter: AtomicU64::new(0),
         })
@@ -74,10 +92,21 @@ impl TargetRun {
 
     /// Run one scenario to its raw outcome.
     pub async fn run(&self, scenario: &Scenario) -> RawOutcome {
+        let _inbox = match uses_inbox(scenario) {
+            true => Some(self.inbox.lock().await),
+            false => None,
+        };
         let started = Instant::now();
         let mut run = runner::ScenarioRun::new(self, scenario);
         let skip = run.execute().await;
-        let (problems, violations, transcript, substitutions, completed) = run.finish();
+        let runner::Finished {
+            problems,
+            violations,
+            transcript,
+            substitutions,
+            completed,
+            text_sessions,
+        } = run.finish();
         let status = match skip {
             Some(reason) => Status::Skip { reason },
             None => verdict(
@@ -102,6 +131,7 @@ impl TargetRun {
             },
             substitutions,
             completed,
+            text_sessions,
         }
     }
 }
@@ -116,6 +146,19 @@ pub fn expected_failure<'s>(scenario: &'s Scenario, target: &str) -> Option<&'s 
             .find(|(k, _)| k.strip_suffix('*').is_some_and(|p| target.starts_with(p)))
             .map(|(_, v)| v)
     })
+}
+
+/// Whether a scenario works on INBOX: POP3 and SMTP sessions (the maildrop, deliveries)
+/// and INBOX seeds. Such scenarios take turns, and their transcripts carry counts and UIDs
+/// that depend on what earlier runs left in INBOX, so they keep no snapshot.
+pub fn uses_inbox(scenario: &Scenario) -> bool {
+    use crate::script::Protocol;
+    scenario.protocol != Protocol::Imap
+        || scenario
+            .sessions
+            .values()
+            .any(|s| s.protocol != Protocol::Imap)
+        || scenario.seed.iter().any(|s| s.mailbox == "INBOX")
 }
 
 /// The one place pass or fail is decided.
@@ -148,14 +191,17 @@ pub fn verdict(
 /// Responses to pipelined commands (two or more sent before the server answered) are put in
 /// a canonical order: RFC 3501 5.5 lets a server run them concurrently, and Dovecot's order
 /// varies from run to run. The checks still see the real order.
-pub fn snapshot_view(transcript: &crate::report::Transcript) -> crate::report::Transcript {
+pub fn snapshot_view(
+    transcript: &crate::report::Transcript,
+    skip: &[String],
+) -> crate::report::Transcript {
     use crate::report::Direction;
     use std::collections::BTreeMap;
 
     let mut entries: Vec<_> = transcript
         .entries
         .iter()
-        .filter(|e| e.session != runner::SETUP_SESSION)
+        .filter(|e| e.session != runner::SETUP_SESSION && !skip.contains(&e.session))
         .cloned()
         .collect();
     // Per session: client messages sent since its last server message, and the positions
@@ -264,8 +310,8 @@ mod tests {
                 entry(runner::SETUP_SESSION, Client, "mt1 LOGOUT\r\n"),
             ],
         };
-        let one = snapshot_view(&t(["a1 OK\r\n", "* SEARCH 1\r\n", "a2 OK\r\n"]));
-        let two = snapshot_view(&t(["* SEARCH 1\r\n", "a2 OK\r\n", "a1 OK\r\n"]));
+        let one = snapshot_view(&t(["a1 OK\r\n", "* SEARCH 1\r\n", "a2 OK\r\n"]), &[]);
+        let two = snapshot_view(&t(["* SEARCH 1\r\n", "a2 OK\r\n", "a1 OK\r\n"]), &[]);
         assert_eq!(one, two);
         assert_eq!(one.entries.len(), 8, "the fixture connection is left out");
         // A single command's responses keep the server's order.

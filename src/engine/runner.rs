@@ -16,13 +16,19 @@ use crate::script::{
 };
 use crate::target::{Account, Endpoint};
 
+mod line_steps;
+
 use super::TargetRun;
 use super::expect::{check_step, lossy, satisfiable};
+use super::line_session::LineSession;
 use super::session::{Session, Sink, tagged_completion};
 use super::setup::{self, Naming, SetupError};
 
 /// Name of the harness's own connection for fixtures; not a valid script session name.
 pub(crate) const SETUP_SESSION: &str = "~setup";
+
+/// Pause between two tries of a polling step.
+const POLL_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// How often a fixture CREATE is retried under a new name after a spurious ALREADYEXISTS.
 const CREATE_ATTEMPTS: u32 = 3;
@@ -35,6 +41,8 @@ pub struct ScenarioRun<'a> {
     violations: Vec<Violation>,
     problems: Vec<Problem>,
     sessions: BTreeMap<String, Session>,
+    /// POP3 and SMTP sessions.
+    lines: BTreeMap<String, LineSession>,
     vars: Bindings,
     /// Fresh mailbox variable -> full name.
     mailboxes: BTreeMap<String, String>,
@@ -46,13 +54,17 @@ pub struct ScenarioRun<'a> {
 /// A line to send, then optionally a literal: (synchronizing, data).
 type Piece<'a> = (Vec<u8>, Option<(bool, &'a [u8])>);
 
-type Finished = (
-    Vec<Problem>,
-    Vec<Violation>,
-    Transcript,
-    Vec<(String, String)>,
-    bool,
-);
+/// What a finished run hands back to [`super::TargetRun::run`].
+pub struct Finished {
+    pub problems: Vec<Problem>,
+    pub violations: Vec<Violation>,
+    pub transcript: Transcript,
+    pub substitutions: Vec<(String, String)>,
+    pub completed: bool,
+    /// Sessions kept out of snapshots: POP3 and SMTP ones (their text needs its own
+    /// normalizer), and every session of a scenario that works on INBOX.
+    pub text_sessions: Vec<String>,
+}
 
 impl<'a> ScenarioRun<'a> {
     pub fn new(run: &'a TargetRun, scenario: &'a Scenario) -> ScenarioRun<'a> {
@@ -64,6 +76,7 @@ impl<'a> ScenarioRun<'a> {
             violations: Vec::new(),
             problems: Vec::new(),
             sessions: BTreeMap::new(),
+            lines: BTreeMap::new(),
             vars: Bindings::default(),
             mailboxes: BTreeMap::new(),
             owner: None,
@@ -90,13 +103,21 @@ impl<'a> ScenarioRun<'a> {
             }
         }
         self.violations.extend(checks_left);
-        (
-            self.problems,
-            self.violations,
-            self.transcript,
-            subs,
-            self.completed,
-        )
+        Finished {
+            problems: self.problems,
+            violations: self.violations,
+            transcript: self.transcript,
+            substitutions: subs,
+            completed: self.completed,
+            text_sessions: match super::uses_inbox(self.scenario) {
+                true => self
+                    .lines
+                    .into_keys()
+                    .chain(self.sessions.into_keys())
+                    .collect(),
+                false => self.lines.into_keys().collect(),
+            },
+        }
     }
 
     fn endpoint(&self, protocol: Protocol) -> Option<&'a Endpoint> {
@@ -118,20 +139,29 @@ impl<'a> ScenarioRun<'a> {
         }
     }
 
+    /// The protocol a script session speaks.
+    fn protocol_of(&self, session: &str) -> Protocol {
+        self.scenario
+            .sessions
+            .get(session)
+            .map(|s| s.protocol)
+            .unwrap_or(self.scenario.protocol)
+    }
+
     /// Run the whole scenario. `Some(reason)` means it was skipped.
     pub async fn execute(&mut self) -> Option<String> {
-        let Some(endpoint) = self.endpoint(self.scenario.protocol) else {
-            return Some(format!(
-                "the target has no {:?} endpoint",
-                self.scenario.protocol
-            ));
-        };
-        for (name, spec) in &self.scenario.sessions {
-            if spec.protocol != Protocol::Imap {
+        let mut protocols = vec![self.scenario.protocol];
+        protocols.extend(self.scenario.sessions.values().map(|s| s.protocol));
+        for p in &protocols {
+            if self.endpoint(*p).is_none() {
                 return Some(format!(
-                    "session {name:?}: only IMAP sessions are supported so far"
+                    "the target has no {} endpoint (add --target {}://...)",
+                    p.name(),
+                    p.name()
                 ));
             }
+        }
+        for (name, spec) in &self.scenario.sessions {
             if spec.state != InitialState::NotAuthenticated
                 && self.account(spec.user.as_deref()).is_none()
             {
@@ -148,7 +178,23 @@ impl<'a> ScenarioRun<'a> {
             );
         };
         self.owner = Some(owner.clone());
-        match self.prepare(endpoint, &owner).await {
+        // Fixtures (fresh mailboxes, seed messages) are made over IMAP.
+        let imap = self.endpoint(Protocol::Imap);
+        if imap.is_none() && !self.scenario.seed.is_empty() {
+            return Some(
+                "seed messages are put in place over IMAP; the target has no imap endpoint"
+                    .to_string(),
+            );
+        }
+        let prepared = match imap {
+            Some(endpoint) => self.prepare(endpoint, &owner).await,
+            None => self.prepare_without_imap().await,
+        };
+        let prepared = match prepared {
+            Ok(None) if self.scenario.protocol != Protocol::Imap => self.line_requires().await,
+            other => other,
+        };
+        match prepared {
             Ok(Some(skip)) => return Some(skip),
             Ok(None) => {}
             Err(e) => {
@@ -160,10 +206,13 @@ impl<'a> ScenarioRun<'a> {
                 return None;
             }
         }
-        let ok = self.script(endpoint).await;
+        let ok = self.script().await;
         self.completed = ok && self.problems.is_empty();
         self.close_sessions(!ok).await;
-        if let Err(e) = self.cleanup(endpoint, &owner).await {
+        self.close_line_sessions(!ok).await;
+        if let Some(endpoint) = imap
+            && let Err(e) = self.cleanup(endpoint, &owner).await
+        {
             self.problems.push(Problem::Error {
                 loc: None,
                 session: Some(SETUP_SESSION.to_string()),
@@ -219,9 +268,12 @@ impl<'a> ScenarioRun<'a> {
             )));
         }
         caps.extend(setup::capabilities(&mut s, &mut sink, wait).await?);
+        // A POP3 or SMTP scenario's `requires` name CAPA / EHLO keywords, checked when its
+        // first session opens; IMAP capabilities are checked here.
         let missing: Vec<&String> = scenario
             .requires
             .iter()
+            .filter(|_| scenario.protocol == Protocol::Imap)
             .filter(|r| !caps.iter().any(|c| c.eq_ignore_ascii_case(r)))
             .collect();
         if !missing.is_empty() {
@@ -258,8 +310,10 @@ impl<'a> ScenarioRun<'a> {
             mailboxes.insert(var.clone(), name);
         }
         for seed in &scenario.seed {
-            let Some(name) = mailboxes.get(&seed.mailbox) else {
-                continue;
+            let name = match mailboxes.get(&seed.mailbox) {
+                Some(name) => name.as_str(),
+                None if seed.mailbox == "INBOX" => "INBOX",
+                None => continue,
             };
             setup::append(&mut s, &mut sink, name, seed, wait).await?;
         }
@@ -308,19 +362,98 @@ impl<'a> ScenarioRun<'a> {
         vars
     }
 
+    async fn expect_any(
+        &mut self,
+        endpoint: &Endpoint,
+        protocol: Protocol,
+        session: &str,
+        lines: &[ExpectLine],
+    ) -> Result<Vec<Problem>, Problem> {
+        match protocol {
+            Protocol::Imap => self.expect(endpoint, session, lines).await,
+            _ => self.line_expect(endpoint, session, lines).await,
+        }
+    }
+
+    /// A polling pair (`S~:` lines): send the batch and match the step again and again, a
+    /// short pause between tries, until it matches or `--poll-timeout` is over; only the
+    /// last try's mismatches count. This is how a scenario waits for a delivery that takes
+    /// a moment on a real MTA, without sleeping a fixed time.
+    async fn poll(
+        &mut self,
+        endpoint: &Endpoint,
+        protocol: Protocol,
+        session: &str,
+        messages: &[ClientMessage],
+        lines: &[ExpectLine],
+    ) -> Result<(), Problem> {
+        let deadline = Instant::now() + self.run.options.poll_timeout;
+        loop {
+            match protocol {
+                Protocol::Imap => self.send(endpoint, session, messages, false).await?,
+                _ => self.line_send(endpoint, session, messages, false).await?,
+            }
+            let problems = self.expect_any(endpoint, protocol, session, lines).await?;
+            if problems.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() + POLL_PAUSE >= deadline {
+                self.problems.extend(problems);
+                return Ok(());
+            }
+            tokio::time::sleep(POLL_PAUSE).await;
+        }
+    }
+
+    /// Keep a step's captures for later lines; the per-session predefined values are not
+    /// captures and are bound again for each session.
+    fn keep_captures(&mut self, merged: Bindings) {
+        for (k, v) in merged.0 {
+            if !matches!(k.as_str(), "user" | "password" | "auth_plain") {
+                self.vars.0.insert(k, v);
+            }
+        }
+    }
+
     /// Run the steps. Returns false when the scenario had to stop early.
-    async fn script(&mut self, endpoint: &Endpoint) -> bool {
+    async fn script(&mut self) -> bool {
         let steps = &self.scenario.steps;
+        let mut polled = false;
         for (i, step) in steps.iter().enumerate() {
+            if std::mem::take(&mut polled) {
+                // The Expect step of a polling pair already ran with its Send step.
+                continue;
+            }
+            let protocol = self.protocol_of(step.session());
+            let Some(endpoint) = self.endpoint(protocol) else {
+                return false;
+            };
             let result = match step {
+                Step::Send { session, messages }
+                    if let Some(Step::Expect { session: s, lines }) = steps.get(i + 1)
+                        && s == session
+                        && lines.iter().any(|l| l.poll) =>
+                {
+                    polled = true;
+                    self.poll(endpoint, protocol, session, messages, lines)
+                        .await
+                }
                 Step::Send { session, messages } => {
                     // A batch with no S lines of its own session right after it waits for all
                     // its completions before the script moves on.
                     let expect_follows = matches!(steps.get(i + 1), Some(Step::Expect { session: s, .. }) if s == session);
-                    self.send(endpoint, session, messages, !expect_follows)
-                        .await
+                    if protocol == Protocol::Imap {
+                        self.send(endpoint, session, messages, !expect_follows)
+                            .await
+                    } else {
+                        self.line_send(endpoint, session, messages, !expect_follows)
+                            .await
+                    }
                 }
-                Step::Expect { session, lines } => self.expect(endpoint, session, lines).await,
+                Step::Expect { session, lines } => self
+                    .expect_any(endpoint, protocol, session, lines)
+                    .await
+                    .map(|problems| self.problems.extend(problems)),
             };
             if let Err(problem) = result {
                 self.problems.push(problem);
@@ -508,10 +641,10 @@ impl<'a> ScenarioRun<'a> {
         endpoint: &Endpoint,
         name: &str,
         lines: &[ExpectLine],
-    ) -> Result<(), Problem> {
+    ) -> Result<Vec<Problem>, Problem> {
         let wait = self.run.target.timeouts.read;
         let Some(first) = lines.first() else {
-            return Ok(());
+            return Ok(Vec::new());
         };
         let loc = first.loc.clone();
         let tags: Vec<String> = lines
@@ -595,13 +728,8 @@ impl<'a> ScenarioRun<'a> {
         let mut merged = vars.clone();
         let problems = check_step(name, lines, &window, &mut merged);
         // Keep captures (not the per-session predefined values) for later lines.
-        for (k, v) in merged.0 {
-            if !matches!(k.as_str(), "user" | "password" | "auth_plain") {
-                self.vars.0.insert(k, v);
-            }
-        }
-        self.problems.extend(problems);
-        Ok(())
+        self.keep_captures(merged);
+        Ok(problems)
     }
 
     /// LOGOUT every session the script left open, so the server sees a clean end.

@@ -8,9 +8,11 @@ use imap_types::response::{Data, Response};
 
 use crate::net::NetError;
 use crate::proto::imap::{ImapConnection, Parsed, ServerFrame};
-use crate::script::{InitialState, SeedMessage};
+use crate::proto::line::{LineConnection, ReplyKind};
+use crate::script::{InitialState, Protocol, SeedMessage};
 use crate::target::{Account, Endpoint, Security};
 
+use super::line_session::LineSession;
 use super::session::{Completion, Session, Sink};
 use super::{MAX_SERVER_MESSAGE, TargetRun};
 
@@ -317,3 +319,111 @@ pub async fn logout(
     s.close(sink, None);
     Ok(())
 }
+
+/// Connect a POP3 or SMTP session and bring it to `state`.
+///
+/// - POP3: `USER`/`PASS` (RFC 1939 7) for an authenticated session; STLS first on a
+///   `pop3+starttls://` endpoint (RFC 2595 4).
+/// - SMTP: `EHLO` (RFC 5321 4.1.1.1) for a ready session, STARTTLS and `EHLO` again on an
+///   `smtp+starttls://` endpoint (RFC 3207 4.2), then `AUTH PLAIN` (RFC 4954) when the
+///   scenario names the session's user.
+///
+/// A not-authenticated session is only connected: its greeting waits for the script.
+#[allow(clippy::too_many_arguments)]
+pub async fn open_line(
+    run: &TargetRun,
+    endpoint: &Endpoint,
+    name: &str,
+    account: &Account,
+    state: InitialState,
+    authenticate: bool,
+    transcript: &mut crate::report::Transcript,
+) -> Result<LineSession, SetupError> {
+    let t = run.target.timeouts;
+    let stream = crate::net::connect(endpoint, &run.tls, &t).await?;
+    let conn = match endpoint.protocol {
+        Protocol::Pop3 => LineConnection::pop3(stream, MAX_SERVER_MESSAGE, t.tls),
+        _ => LineConnection::smtp(stream, t.tls),
+    };
+    let mut s = LineSession::new(
+        name,
+        endpoint.protocol,
+        conn,
+        &endpoint.host,
+        run.tls.clone(),
+    );
+    let script_sees_greeting = state == InitialState::NotAuthenticated;
+    s.settle(transcript, !script_sees_greeting, t.read).await?;
+    if script_sees_greeting {
+        return Ok(s);
+    }
+    let greeting = s.pending.pop_back();
+    if greeting
+        .as_ref()
+        .is_some_and(|g| g.kind != ReplyKind::Positive)
+    {
+        return Err(SetupError::Refused(format!(
+            "the server refused the connection: {}",
+            greeting
+                .map(|g| super::expect::lossy(&g.raw))
+                .unwrap_or_default()
+        )));
+    }
+    let refused = |what: &str, r: &crate::proto::line::LineReply| {
+        SetupError::Refused(format!("{what} failed: {}", super::expect::lossy(&r.raw)))
+    };
+    match endpoint.protocol {
+        Protocol::Pop3 => {
+            if endpoint.security == Security::StartTls {
+                let r = s.command(transcript, "STLS", t.read).await?;
+                if r.kind != ReplyKind::Positive {
+                    return Err(refused("STLS", &r));
+                }
+            }
+            let r = s
+                .command(transcript, &format!("USER {}", account.login), t.read)
+                .await?;
+            if r.kind != ReplyKind::Positive {
+                return Err(refused("USER", &r));
+            }
+            let r = s
+                .command(transcript, &format!("PASS {}", account.password), t.read)
+                .await?;
+            if r.kind != ReplyKind::Positive {
+                return Err(refused(&format!("PASS for {}", account.login), &r));
+            }
+        }
+        _ => {
+            let r = s.command(transcript, EHLO, t.read).await?;
+            if r.kind != ReplyKind::Positive {
+                return Err(refused("EHLO", &r));
+            }
+            if endpoint.security == Security::StartTls {
+                let r = s.command(transcript, "STARTTLS", t.read).await?;
+                if r.kind != ReplyKind::Positive {
+                    return Err(refused("STARTTLS", &r));
+                }
+                let r = s.command(transcript, EHLO, t.read).await?;
+                if r.kind != ReplyKind::Positive {
+                    return Err(refused("EHLO after STARTTLS", &r));
+                }
+            }
+            if authenticate {
+                use base64::Engine as _;
+                let plain = format!("\0{}\0{}", account.login, account.password);
+                let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
+                let r = s
+                    .command(transcript, &format!("AUTH PLAIN {b64}"), t.read)
+                    .await?;
+                if r.kind != ReplyKind::Positive {
+                    return Err(refused(&format!("AUTH PLAIN as {}", account.login), &r));
+                }
+            }
+        }
+    }
+    s.pending.clear();
+    Ok(s)
+}
+
+/// The name the harness gives itself in EHLO: a domain no real host has (RFC 6761 `.test`).
+const EHLO: &str = "EHLO mailtape.example.test";

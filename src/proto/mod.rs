@@ -1,2 +1,3 @@
 //! Client-side protocol framing. IMAP uses imap-codec's Fragmentizer.
 pub mod imap;
+pub mod line;

@@ -27,6 +27,17 @@ pub enum Protocol {
     Smtp,
 }
 
+impl Protocol {
+    /// The name used in scenario files and target URLs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Imap => "imap",
+            Protocol::Pop3 => "pop3",
+            Protocol::Smtp => "smtp",
+        }
+    }
+}
+
 /// The state the harness brings a session to before the script's first line for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum InitialState {
@@ -147,6 +158,9 @@ pub struct ExpectLine {
     pub source: String,
     #[serde(skip)]
     pub pattern: Pattern,
+    /// Written `S~:`: a must-line whose step polls (the batch before it is sent again until
+    /// the step matches, up to the scenario's `poll_seconds`).
+    pub poll: bool,
 }
 
 /// Serialises bytes as a byte string (RON `b"..."`) rather than a list of numbers.

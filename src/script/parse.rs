@@ -487,14 +487,15 @@ fn convert(src: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScriptError> 
 
     let mut seed = Vec::new();
     for (i, s) in raw.seed.iter().enumerate() {
-        if !mailboxes.contains(&s.mailbox) {
+        // `INBOX` (RFC 3501 5.1) is where POP3 and SMTP scenarios find their mail.
+        if !mailboxes.contains(&s.mailbox) && s.mailbox != "INBOX" {
             let off = src
                 .ident_value_in("seed", "mailbox", i)
                 .unwrap_or(at("seed"));
             return Err(src.error(
                 off,
                 format!(
-                    "seed message {} goes to `{}`, which is not a mailbox variable (mailboxes: {})",
+                    "seed message {} goes to `{}`, which is neither INBOX nor a mailbox variable (mailboxes: {})",
                     i + 1,
                     s.mailbox,
                     mailboxes.join(", ")
@@ -611,6 +612,9 @@ impl<'a> ScriptSource<'a> {
 enum Dir {
     Client,
     Server(Presence),
+    /// `S~:` a must-line of a polling step: the batch before it is sent again until the
+    /// step matches, up to the scenario's `poll_seconds`.
+    Poll,
 }
 
 /// One script line after its prefix.
@@ -671,6 +675,7 @@ fn prefix_of(line: &Line<'_>) -> String {
         Dir::Server(Presence::Must) => ("S", ""),
         Dir::Server(Presence::May) => ("S", "?"),
         Dir::Server(Presence::MustNot) => ("S", "!"),
+        Dir::Poll => ("S", "~"),
     };
     format!("{letter}{}{mark}", line.session)
 }
@@ -778,7 +783,7 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
             self.error(
                 &probe,
                 indent,
-                "unknown line prefix: expected `C:`, `S:`, `S?:`, `S!:` (optionally with a session name, e.g. `C1:`) or a `#` comment",
+                "unknown line prefix: expected `C:`, `S:`, `S?:`, `S!:`, `S~:` (optionally with a session name, e.g. `C1:`) or a `#` comment",
             )
         };
         let Some(colon) = trimmed.find(':') else {
@@ -787,7 +792,7 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
         let prefix = &trimmed[..colon];
         let first_len = prefix.chars().next().map_or(0, char::len_utf8);
         let (letter, rest) = prefix.split_at(first_len);
-        let (session, mark) = match rest.strip_suffix(['?', '!']) {
+        let (session, mark) = match rest.strip_suffix(['?', '!', '~']) {
             Some(s) => (s, &rest[s.len()..]),
             None => (rest, ""),
         };
@@ -805,6 +810,7 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
             }
             (_, "?") => Dir::Server(Presence::May),
             (_, "!") => Dir::Server(Presence::MustNot),
+            (_, "~") => Dir::Poll,
             _ => Dir::Server(Presence::Must),
         };
         let mut content_col = indent + colon + 1;
@@ -876,7 +882,7 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
                     };
                     client = self.client_text(p, &line, line.content, line.content_col)?;
                 }
-                Dir::Server(_) => {
+                Dir::Server(_) | Dir::Poll => {
                     let p = PendingServer {
                         first: line.clone(),
                         joined: Vec::new(),
@@ -1262,13 +1268,26 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
     }
 
     fn finish_server(&mut self, p: PendingServer<'a>) -> Result<(), ScriptError> {
-        let Dir::Server(presence) = p.first.dir else {
-            return Ok(());
+        let (presence, poll) = match p.first.dir {
+            Dir::Server(presence) => (presence, false),
+            Dir::Poll => (Presence::Must, true),
+            Dir::Client => return Ok(()),
         };
         let pattern = if self.is_imap(p.first.session) {
             Pattern::parse(&p.joined)
         } else {
-            Pattern::parse_words(&p.joined)
+            // Text-protocol replies end in human-readable text (RFC 5321 4.2, RFC 1939 3): the
+            // pattern's words must open the line and the rest is ignored, as if it ended in `...`.
+            let ends_open = p
+                .joined
+                .split(|b| *b == b' ')
+                .rfind(|w| !w.is_empty())
+                .is_some_and(|w| w == b"...");
+            let mut words = p.joined.clone();
+            if !ends_open {
+                words.extend_from_slice(b" ...");
+            }
+            Pattern::parse_words(&words)
         };
         let pattern = pattern.map_err(|e| {
             let offset = e.column.saturating_sub(1);
@@ -1293,6 +1312,7 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
             presence,
             source: String::from_utf8_lossy(&p.joined).into_owned(),
             pattern,
+            poll,
         };
         let session = p.first.session;
         if let Some(Step::Expect { session: s, lines }) = self.steps.last_mut()
@@ -1756,6 +1776,39 @@ S: a1 OK"#,
         ));
         assert_eq!(s.sessions["m"].protocol, Protocol::Smtp);
         assert_eq!(s.sessions["1"].protocol, Protocol::Imap);
+    }
+
+    #[test]
+    fn text_protocol_lines_ignore_the_human_text_after_the_pattern() {
+        let s = parse(&with_script(
+            "    protocol: \"smtp\",\n",
+            "C: NOOP\nS: 250 2.0.0\nC: QUIT\nS: 221\n",
+        ));
+        let (_, lines) = expects(&s, 1);
+        let p = &lines[0].pattern;
+        assert!(p.matches(b"250 2.0.0 Ok\r\n", &Bindings::default()).is_ok());
+        assert!(p.matches(b"250 2.0.0\r\n", &Bindings::default()).is_ok());
+        assert!(
+            p.matches(b"250 2.1.0 Ok\r\n", &Bindings::default())
+                .is_err()
+        );
+        // `250` is a final line; `250-PIPELINING` continues a reply and is another word.
+        assert!(
+            p.matches(b"250-2.0.0 Ok\r\n", &Bindings::default())
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn polling_lines_mark_their_step() {
+        let s = parse(&with_script(
+            "",
+            "C: a1 STATUS INBOX (MESSAGES)\nS~: * STATUS INBOX (MESSAGES 1)\nS: a1 OK\n",
+        ));
+        let (_, lines) = expects(&s, 1);
+        assert!(lines[0].poll);
+        assert_eq!(lines[0].presence, Presence::Must);
+        assert!(!lines[1].poll);
     }
 
     #[test]
