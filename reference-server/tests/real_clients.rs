@@ -219,7 +219,10 @@ async fn imaplib(mode: &str) {
         return;
     };
     assert!(
-        ran.status.success() && ran.stdout.ends_with(format!("imaplib {mode} ok\n").as_bytes()),
+        ran.status.success()
+            && ran
+                .stdout
+                .ends_with(format!("imaplib {mode} ok\n").as_bytes()),
         "{}",
         ran.describe()
     );
@@ -328,7 +331,10 @@ async fn poplib(mode: &str) {
         return;
     };
     assert!(
-        ran.status.success() && ran.stdout.ends_with(format!("poplib {mode} ok\n").as_bytes()),
+        ran.status.success()
+            && ran
+                .stdout
+                .ends_with(format!("poplib {mode} ok\n").as_bytes()),
         "{}",
         ran.describe()
     );
@@ -367,7 +373,10 @@ async fn seed_for_curl(running: &Running) {
         c.send(msg).await;
         c.send(b"\r\n").await;
         let r = c.until_tag(&tag).await;
-        assert!(common::tagged(&r).starts_with(&format!("{tag} OK")), "{r:?}");
+        assert!(
+            common::tagged(&r).starts_with(&format!("{tag} OK")),
+            "{r:?}"
+        );
     }
     let r = c.cmd("z LOGOUT").await;
     assert!(common::tagged(&r).starts_with("z OK"), "{r:?}");
@@ -407,7 +416,9 @@ async fn curl_imap_list_search_and_fetch() {
     // `imap://host/` lists every mailbox (LIST "" *).
     assert!(text(&root).contains("INBOX"), "{}", text(&root));
     // `imap://host/INBOX` lists that mailbox (LIST "INBOX" *).
-    let listed = curl_ok(&[], format!("{base}/INBOX")).await.unwrap_or_default();
+    let listed = curl_ok(&[], format!("{base}/INBOX"))
+        .await
+        .unwrap_or_default();
     assert!(
         text(&listed).starts_with("* LIST ") && text(&listed).contains("INBOX"),
         "{}",
@@ -461,7 +472,9 @@ async fn curl_pop3_list_and_retr() {
     let want = format!("1 {}\r\n2 {}\r\n", CURL_MSG_1.len(), CURL_MSG_2.len());
     assert_eq!(text(&listing), want);
     for (n, msg) in [(1, CURL_MSG_1), (2, CURL_MSG_2)] {
-        let got = curl_ok(&[], format!("{base}/{n}")).await.unwrap_or_default();
+        let got = curl_ok(&[], format!("{base}/{n}"))
+            .await
+            .unwrap_or_default();
         assert_eq!(text(&got), text(msg), "RETR {n}");
     }
     running.shutdown().await;
