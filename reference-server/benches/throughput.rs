@@ -1,0 +1,598 @@
+//! `cargo bench -p mailtape-reference-server --bench throughput`: how fast the reference
+//! server serves ordinary client traffic, beside the CI Dovecot when it runs.
+//!
+//! 1. IMAP: 1, 4 and 16 concurrent sessions over loopback, each on a mailbox of its own,
+//!    repeat a fixed mix of commands (NOOP, SELECT, FETCH, STORE +/-FLAGS, SEARCH, UID FETCH
+//!    BODY.PEEK[], an APPEND every 10th round, a STORE \Deleted + EXPUNGE every 10th round)
+//!    one command at a time (no pipelining); reported as commands per second.
+//! 2. POP3: back-to-back sessions (USER, PASS, STAT, LIST, RETR of every seeded message,
+//!    QUIT); reported as sessions and RETRs per second. One session at a time, because the
+//!    reference server locks the maildrop (RFC 1939 8).
+//!
+//! With `MAILTAPE_DOVECOT_IMAP` and `MAILTAPE_DOVECOT_POP3` set (`eval "$(bash ci/dovecot.sh
+//! env)"`) every row also runs against Dovecot and the ratio reference/Dovecot is printed.
+//! Dovecot is left as found: the IMAP mailboxes are created and deleted by the bench, and the
+//! messages seeded into INBOX for POP3 are found by a header of this run and removed by DELE.
+//!
+//! Not a test: it prints numbers and asserts nothing. The client runs in this process, so
+//! client and server share the machine's cores in both columns.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::Barrier;
+
+/// Length of one measurement: long enough to average out scheduling noise on a 2-core box,
+/// short enough that the whole bench stays under a minute.
+const MEASURE: Duration = Duration::from_secs(3);
+/// Upper bound on commands (IMAP) or sessions (POP3) per measurement, beside the time bound.
+const MAX_OPERATIONS: u64 = 10_000_000;
+/// Concurrent IMAP sessions per row.
+const IMAP_SESSIONS: [usize; 3] = [1, 4, 16];
+/// Messages in each IMAP session's mailbox at the start; APPEND and EXPUNGE keep it there.
+const IMAP_SEED: usize = 10;
+/// Messages every POP3 session retrieves (k).
+const POP3_MESSAGES: usize = 10;
+/// Every read and write: a server that stalls this long is broken, not slow.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response accepted: the bench's messages are small, so more means a framing bug.
+const MAX_RESPONSE: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("no answer within {IO_TIMEOUT:?}")]
+    Timeout,
+    #[error("{0}")]
+    Protocol(String),
+}
+
+type Result<T> = std::result::Result<T, BenchError>;
+
+async fn timed<T>(fut: impl Future<Output = std::io::Result<T>>) -> Result<T> {
+    match tokio::time::timeout(IO_TIMEOUT, fut).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(BenchError::Timeout),
+    }
+}
+
+/// Where one server is and who logs in.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    addr: SocketAddr,
+    user: String,
+    pass: String,
+}
+
+/// Reads `scheme://user:pass@host:port` (the form `ci/dovecot.sh env` prints).
+fn parse_url(url: &str, scheme: &str) -> Option<Endpoint> {
+    let rest = url.strip_prefix(scheme)?.strip_prefix("://")?;
+    let (cred, host) = rest.rsplit_once('@')?;
+    let (user, pass) = cred.split_once(':')?;
+    let addr = host.trim_end_matches('/').to_socket_addrs().ok()?.next()?;
+    Some(Endpoint {
+        addr,
+        user: user.to_string(),
+        pass: pass.to_string(),
+    })
+}
+
+/// A unique-enough token for this run: names mailboxes and marks seeded messages.
+fn run_token() -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{}-{}", std::process::id(), nanos % 1_000_000_000)
+}
+
+fn message(token: &str, n: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: Bench <bench@example.test>\r\nTo: alice@example.test\r\nSubject: bench {n}\r\n\
+         Message-ID: <bench-{token}-{n}@example.test>\r\nX-Mailtape-Bench: {token}\r\n\r\n"
+    );
+    for line in 0..20 {
+        m.push_str(&format!(
+            "line {line} of a small benchmark message body.\r\n"
+        ));
+    }
+    m.into_bytes()
+}
+
+// --- a minimal IMAP client -----------------------------------------------------------------
+
+/// One command at a time; reads whole responses, folding literals in by their `{n}` count.
+struct Imap {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+    next_tag: u64,
+}
+
+/// The literal length announced at the end of a response line, `{n}` or `{n+}`.
+fn literal_len(line: &[u8]) -> Option<usize> {
+    let inner = line.strip_suffix(b"\r\n")?.strip_suffix(b"}")?;
+    let open = inner.iter().rposition(|&b| b == b'{')?;
+    let digits = inner[open + 1..]
+        .strip_suffix(b"+")
+        .unwrap_or(&inner[open + 1..]);
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+impl Imap {
+    async fn connect(at: &Endpoint) -> Result<Self> {
+        let tcp = timed(TcpStream::connect(at.addr)).await?;
+        tcp.set_nodelay(true)?;
+        let (r, w) = tcp.into_split();
+        let mut c = Imap {
+            r: BufReader::new(r),
+            w,
+            next_tag: 0,
+        };
+        let greeting = c.response().await?;
+        if !greeting.starts_with(b"* OK") {
+            return Err(BenchError::Protocol(format!(
+                "greeting: {}",
+                String::from_utf8_lossy(&greeting)
+            )));
+        }
+        c.cmd(&format!("LOGIN {} {}", at.user, at.pass)).await?;
+        Ok(c)
+    }
+
+    /// One whole response: a line, plus any literals and the line parts after them.
+    async fn response(&mut self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        loop {
+            let start = out.len();
+            let n = timed(self.r.read_until(b'\n', &mut out)).await?;
+            if n == 0 {
+                return Err(BenchError::Protocol("connection closed".into()));
+            }
+            let Some(len) = literal_len(&out[start..]) else {
+                return Ok(out);
+            };
+            if out.len() + len > MAX_RESPONSE {
+                return Err(BenchError::Protocol(format!("literal of {len} octets")));
+            }
+            let at = out.len();
+            out.resize(at + len, 0);
+            timed(self.r.read_exact(&mut out[at..])).await?;
+        }
+    }
+
+    /// Reads up to the tagged completion of `tag`; the untagged responses before it.
+    async fn complete(&mut self, tag: &str, what: &str) -> Result<Vec<Vec<u8>>> {
+        let mut untagged = Vec::new();
+        loop {
+            let resp = self.response().await?;
+            if resp.starts_with(tag.as_bytes()) && resp.get(tag.len()) == Some(&b' ') {
+                return if resp[tag.len() + 1..].starts_with(b"OK") {
+                    Ok(untagged)
+                } else {
+                    Err(BenchError::Protocol(format!(
+                        "{what}: {}",
+                        String::from_utf8_lossy(&resp).trim_end()
+                    )))
+                };
+            }
+            untagged.push(resp);
+        }
+    }
+
+    fn tag(&mut self) -> String {
+        self.next_tag += 1;
+        format!("b{}", self.next_tag)
+    }
+
+    /// Sends one command and waits for its tagged OK.
+    async fn cmd(&mut self, command: &str) -> Result<Vec<Vec<u8>>> {
+        let tag = self.tag();
+        timed(self.w.write_all(format!("{tag} {command}\r\n").as_bytes())).await?;
+        self.complete(&tag, command).await
+    }
+
+    /// APPEND with a synchronizing literal, as a client that assumes no LITERAL+ does.
+    async fn append(&mut self, mailbox: &str, msg: &[u8]) -> Result<()> {
+        let tag = self.tag();
+        let head = format!("{tag} APPEND {mailbox} (\\Seen) {{{}}}\r\n", msg.len());
+        timed(self.w.write_all(head.as_bytes())).await?;
+        let go = self.response().await?;
+        if !go.starts_with(b"+") {
+            return Err(BenchError::Protocol(format!(
+                "APPEND: {}",
+                String::from_utf8_lossy(&go).trim_end()
+            )));
+        }
+        timed(self.w.write_all(msg)).await?;
+        timed(self.w.write_all(b"\r\n")).await?;
+        self.complete(&tag, "APPEND").await.map(drop)
+    }
+}
+
+/// The highest `UID n` among FETCH responses.
+fn max_uid(untagged: &[Vec<u8>]) -> Option<u64> {
+    untagged
+        .iter()
+        .filter_map(|resp| {
+            let at = resp.windows(4).position(|w| w == b"UID ")? + 4;
+            let digits: Vec<u8> = resp[at..]
+                .iter()
+                .copied()
+                .take_while(u8::is_ascii_digit)
+                .collect();
+            std::str::from_utf8(&digits).ok()?.parse().ok()
+        })
+        .max()
+}
+
+/// One measured IMAP session: set up its mailbox, wait for the others, run the mix until the
+/// deadline. Returns the commands completed and when the last one completed.
+async fn imap_session(
+    at: Endpoint,
+    mailbox: String,
+    token: String,
+    start: Arc<Barrier>,
+) -> Result<(u64, Instant)> {
+    let mut c = Imap::connect(&at).await?;
+    match c.cmd(&format!("CREATE {mailbox}")).await {
+        // The name holds this run's pid and clock, so an existing mailbox of that name can
+        // only be this session's: the CI Dovecot now and then answers a fresh CREATE, with
+        // several sessions of the user creating at once, with `NO [ALREADYEXISTS]`.
+        Err(BenchError::Protocol(e)) if e.contains("[ALREADYEXISTS]") => {}
+        other => other.map(drop)?,
+    }
+    for n in 0..IMAP_SEED {
+        c.append(&mailbox, &message(&token, n)).await?;
+    }
+    // A session whose setup failed has returned above and never arrives here; the caller
+    // bounds its own wait on this barrier and then reports the row as failed.
+    start.wait().await;
+    let deadline = Instant::now() + MEASURE;
+    let mut count = 0u64;
+    let mut round = 0usize;
+    let mut last = Instant::now();
+    let extra = message(&token, 999);
+    while Instant::now() < deadline && count < MAX_OPERATIONS {
+        c.cmd("NOOP").await?;
+        c.cmd(&format!("SELECT {mailbox}")).await?;
+        let listed = c.cmd("FETCH 1:* (FLAGS UID RFC822.SIZE)").await?;
+        c.cmd("STORE 1 +FLAGS (\\Flagged)").await?;
+        c.cmd("STORE 1 -FLAGS (\\Flagged)").await?;
+        c.cmd("SEARCH UNFLAGGED SUBJECT bench").await?;
+        let uid =
+            max_uid(&listed).ok_or_else(|| BenchError::Protocol("FETCH returned no UID".into()))?;
+        c.cmd(&format!("UID FETCH {uid} BODY.PEEK[]")).await?;
+        count += 7;
+        // One APPEND and one EXPUNGE per 10 rounds keep the mailbox at its seeded size.
+        if round % 10 == 9 {
+            c.append(&mailbox, &extra).await?;
+            count += 1;
+        }
+        if round % 10 == 4 {
+            c.cmd("STORE 1 +FLAGS.SILENT (\\Deleted)").await?;
+            c.cmd("EXPUNGE").await?;
+            count += 2;
+        }
+        round += 1;
+        last = Instant::now();
+    }
+    c.cmd("CLOSE").await?;
+    c.cmd(&format!("DELETE {mailbox}")).await?;
+    let _ = c.cmd("LOGOUT").await;
+    Ok((count, last))
+}
+
+/// Best-effort removal of a mailbox a failed session may have left behind.
+async fn imap_cleanup(at: &Endpoint, mailbox: &str) {
+    if let Ok(mut c) = Imap::connect(at).await {
+        let _ = c.cmd(&format!("DELETE {mailbox}")).await;
+        let _ = c.cmd("LOGOUT").await;
+    }
+}
+
+/// `sessions` concurrent sessions; commands per second over all of them.
+async fn imap_row(at: &Endpoint, sessions: usize) -> Result<f64> {
+    let token = run_token();
+    let start = Arc::new(Barrier::new(sessions + 1));
+    let mut set = tokio::task::JoinSet::new();
+    let boxes: Vec<String> = (0..sessions)
+        .map(|i| format!("mtbench-{token}-{i}"))
+        .collect();
+    for mailbox in &boxes {
+        set.spawn(imap_session(
+            at.clone(),
+            mailbox.clone(),
+            token.clone(),
+            Arc::clone(&start),
+        ));
+    }
+    // A session that fails during setup never reaches the barrier; bound the wait.
+    let began = tokio::time::timeout(IO_TIMEOUT * 4, start.wait()).await;
+    let t0 = Instant::now();
+    let mut total = 0u64;
+    let mut end = t0;
+    let mut failure = None;
+    if began.is_err() {
+        set.abort_all();
+        failure = Some(BenchError::Protocol("a session failed during setup".into()));
+    }
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok((n, last))) => {
+                total += n;
+                end = end.max(last);
+            }
+            Ok(Err(e)) => failure = Some(e),
+            Err(e) if e.is_cancelled() => {}
+            Err(e) => failure = Some(BenchError::Protocol(format!("session task: {e}"))),
+        }
+    }
+    if let Some(e) = failure {
+        for mailbox in &boxes {
+            imap_cleanup(at, mailbox).await;
+        }
+        return Err(e);
+    }
+    Ok(total as f64 / end.duration_since(t0).as_secs_f64().max(1e-9))
+}
+
+// --- a minimal POP3 client -----------------------------------------------------------------
+
+struct Pop3 {
+    r: BufReader<OwnedReadHalf>,
+    w: OwnedWriteHalf,
+}
+
+impl Pop3 {
+    async fn connect(at: &Endpoint) -> Result<Self> {
+        let tcp = timed(TcpStream::connect(at.addr)).await?;
+        tcp.set_nodelay(true)?;
+        let (r, w) = tcp.into_split();
+        let mut c = Pop3 {
+            r: BufReader::new(r),
+            w,
+        };
+        c.status("greeting").await?;
+        c.cmd(&format!("USER {}", at.user)).await?;
+        c.cmd(&format!("PASS {}", at.pass)).await?;
+        Ok(c)
+    }
+
+    async fn status(&mut self, what: &str) -> Result<Vec<u8>> {
+        let mut line = Vec::new();
+        timed(self.r.read_until(b'\n', &mut line)).await?;
+        if line.starts_with(b"+OK") {
+            Ok(line)
+        } else {
+            Err(BenchError::Protocol(format!(
+                "{what}: {}",
+                String::from_utf8_lossy(&line).trim_end()
+            )))
+        }
+    }
+
+    async fn cmd(&mut self, command: &str) -> Result<Vec<u8>> {
+        timed(self.w.write_all(format!("{command}\r\n").as_bytes())).await?;
+        self.status(command).await
+    }
+
+    /// A multi-line reply: its lines up to the terminating `.` line (dot-stuffing kept).
+    async fn multi(&mut self, command: &str) -> Result<Vec<u8>> {
+        self.cmd(command).await?;
+        let mut body = Vec::new();
+        loop {
+            let start = body.len();
+            let n = timed(self.r.read_until(b'\n', &mut body)).await?;
+            if n == 0 {
+                return Err(BenchError::Protocol(format!(
+                    "{command}: connection closed"
+                )));
+            }
+            if &body[start..] == b".\r\n" {
+                body.truncate(start);
+                return Ok(body);
+            }
+            if body.len() > MAX_RESPONSE {
+                return Err(BenchError::Protocol(format!("{command}: reply too long")));
+            }
+        }
+    }
+
+    /// Numbers of the messages carrying this run's `X-Mailtape-Bench` header.
+    async fn find_ours(&mut self, token: &str) -> Result<Vec<usize>> {
+        let stat = self.cmd("STAT").await?;
+        let count: usize = String::from_utf8_lossy(&stat)
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| BenchError::Protocol("STAT without a count".into()))?;
+        let marker = format!("X-Mailtape-Bench: {token}\r\n");
+        let mut ours = Vec::new();
+        for n in 1..=count {
+            let head = self.multi(&format!("TOP {n} 0")).await?;
+            if head.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                ours.push(n);
+            }
+        }
+        Ok(ours)
+    }
+}
+
+/// Seeds k messages over IMAP, then runs POP3 sessions back to back until the deadline, then
+/// deletes the seeded messages with DELE. Returns (sessions/s, RETR/s).
+async fn pop3_row(imap: &Endpoint, pop3: &Endpoint) -> Result<(f64, f64)> {
+    let token = run_token();
+    let seeded = pop3_seed(imap, &token).await;
+    let measured = match seeded {
+        Ok(()) => pop3_measure(pop3, &token).await,
+        Err(e) => Err(e),
+    };
+    // Remove what was seeded even when seeding or the measurement failed.
+    let mut p = Pop3::connect(pop3).await?;
+    for n in p.find_ours(&token).await? {
+        p.cmd(&format!("DELE {n}")).await?;
+    }
+    p.cmd("QUIT").await?;
+    measured
+}
+
+async fn pop3_seed(imap: &Endpoint, token: &str) -> Result<()> {
+    let mut c = Imap::connect(imap).await?;
+    for n in 0..POP3_MESSAGES {
+        c.append("INBOX", &message(token, n)).await?;
+    }
+    c.cmd("LOGOUT").await.map(drop)
+}
+
+async fn pop3_measure(at: &Endpoint, token: &str) -> Result<(f64, f64)> {
+    let ours = {
+        let mut p = Pop3::connect(at).await?;
+        let ours = p.find_ours(token).await?;
+        p.cmd("QUIT").await?;
+        ours
+    };
+    if ours.len() != POP3_MESSAGES {
+        return Err(BenchError::Protocol(format!(
+            "found {} of the {POP3_MESSAGES} seeded messages",
+            ours.len()
+        )));
+    }
+    let t0 = Instant::now();
+    let deadline = t0 + MEASURE;
+    let (mut sessions, mut retrs) = (0u64, 0u64);
+    while Instant::now() < deadline && sessions < MAX_OPERATIONS {
+        let mut p = Pop3::connect(at).await?;
+        p.cmd("STAT").await?;
+        p.multi("LIST").await?;
+        for n in &ours {
+            p.multi(&format!("RETR {n}")).await?;
+            retrs += 1;
+        }
+        p.cmd("QUIT").await?;
+        sessions += 1;
+    }
+    let secs = t0.elapsed().as_secs_f64().max(1e-9);
+    Ok((sessions as f64 / secs, retrs as f64 / secs))
+}
+
+// --- report --------------------------------------------------------------------------------
+
+fn fmt_rate(r: &Result<f64>) -> String {
+    match r {
+        Ok(v) => format!("{v:>10.0}"),
+        Err(_) => format!("{:>10}", "failed"),
+    }
+}
+
+fn row(name: &str, reference: Result<f64>, dovecot: Option<Result<f64>>) {
+    let ratio = match (&reference, &dovecot) {
+        (Ok(a), Some(Ok(b))) if *b > 0.0 => format!("{:>7.2}", a / b),
+        _ => format!("{:>7}", "-"),
+    };
+    let dove = dovecot
+        .as_ref()
+        .map(fmt_rate)
+        .unwrap_or_else(|| format!("{:>10}", "-"));
+    println!("{name:<34} {} {dove} {ratio}", fmt_rate(&reference));
+    for e in [Some(&reference), dovecot.as_ref()]
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_ref().err())
+    {
+        println!("    error: {e}");
+    }
+}
+
+fn main() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("throughput: cannot build the runtime: {e}");
+            return;
+        }
+    };
+    rt.block_on(bench());
+}
+
+async fn bench() {
+    let running = match reference_server::start(reference_server::Config::default()).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("throughput: reference server: {e}");
+            return;
+        }
+    };
+    let (Some(imap_addr), Some(pop3_addr)) = (running.imap, running.pop3) else {
+        eprintln!("throughput: reference server has no IMAP or POP3 listener");
+        return;
+    };
+    let login = |addr| Endpoint {
+        addr,
+        user: "alice".into(),
+        pass: "alicepw".into(),
+    };
+    let (ref_imap, ref_pop3) = (login(imap_addr), login(pop3_addr));
+    let dove_imap = std::env::var("MAILTAPE_DOVECOT_IMAP")
+        .ok()
+        .and_then(|u| parse_url(&u, "imap"));
+    let dove_pop3 = std::env::var("MAILTAPE_DOVECOT_POP3")
+        .ok()
+        .and_then(|u| parse_url(&u, "pop3"));
+    if dove_imap.is_none() || dove_pop3.is_none() {
+        println!(
+            "(MAILTAPE_DOVECOT_IMAP / MAILTAPE_DOVECOT_POP3 not set: reference server only; \
+             see `bash ci/dovecot.sh env`)"
+        );
+    }
+    println!(
+        "{} s per measurement, {} cores\n",
+        MEASURE.as_secs(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>7}",
+        "row", "reference", "dovecot", "ratio"
+    );
+    for n in IMAP_SESSIONS {
+        let reference = imap_row(&ref_imap, n).await;
+        let dovecot = match &dove_imap {
+            Some(at) => Some(imap_row(at, n).await),
+            None => None,
+        };
+        let plural = if n == 1 { "" } else { "s" };
+        row(
+            &format!("IMAP commands/s, {n} session{plural}"),
+            reference,
+            dovecot,
+        );
+    }
+    let reference = pop3_row(&ref_imap, &ref_pop3).await;
+    let dovecot = match (&dove_imap, &dove_pop3) {
+        (Some(i), Some(p)) => Some(pop3_row(i, p).await),
+        _ => None,
+    };
+    // Both rows come from the same sessions; an error is reported on each.
+    let pick = |r: &Result<(f64, f64)>, sessions: bool| match r {
+        Ok((s, retr)) => Ok(if sessions { *s } else { *retr }),
+        Err(e) => Err(BenchError::Protocol(e.to_string())),
+    };
+    row(
+        &format!("POP3 sessions/s (RETR {POP3_MESSAGES} each)"),
+        pick(&reference, true),
+        dovecot.as_ref().map(|d| pick(d, true)),
+    );
+    row(
+        "POP3 RETR/s",
+        pick(&reference, false),
+        dovecot.as_ref().map(|d| pick(d, false)),
+    );
+    running.shutdown().await;
+}
