@@ -327,7 +327,7 @@ fn finish(
                 &mut outcome,
                 problem,
                 run.options.strict,
-                crate::engine::expected_failure(scenario, &run.target.name),
+                run.expected_failure(scenario),
             );
         }
     }

@@ -6,6 +6,7 @@
 
 mod expect;
 mod line_session;
+pub mod product;
 mod runner;
 mod session;
 mod setup;
@@ -51,6 +52,8 @@ pub struct TargetRun {
     tls: TlsClient,
     model: SharedModel,
     naming: tokio::sync::OnceCell<Naming>,
+    /// The server product recognized in the IMAP greeting, for expected-failure keys.
+    product: std::sync::OnceLock<Option<&'static str>>,
     /// Held by every scenario that works on INBOX (POP3 and SMTP sessions, INBOX seeds):
     /// the maildrop is one per account, so such scenarios take turns.
     inbox: tokio::sync::Mutex<()>,
@@ -78,9 +81,22 @@ impl TargetRun {
             tls,
             model: SharedModel::default(),
             naming: tokio::sync::OnceCell::new(),
+            product: std::sync::OnceLock::new(),
             inbox: tokio::sync::Mutex::new(()),
             run_id: run_id(),
             counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The scenario's expected-failure reason on this target: by the target's name, else by
+    /// the server product recognized in its greeting.
+    pub fn expected_failure<'s>(&self, scenario: &'s Scenario) -> Option<&'s String> {
+        expected_failure(scenario, &self.target.name).or_else(|| {
+            self.product
+                .get()
+                .copied()
+                .flatten()
+                .and_then(|p| expected_failure(scenario, p))
         })
     }
 
@@ -113,7 +129,7 @@ impl TargetRun {
                 &problems,
                 &violations,
                 self.options.strict,
-                expected_failure(scenario, &self.target.name),
+                self.expected_failure(scenario),
             ),
         };
         RawOutcome {

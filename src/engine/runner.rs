@@ -49,6 +49,8 @@ pub struct ScenarioRun<'a> {
     /// The account that owns the fresh mailboxes.
     owner: Option<Account>,
     completed: bool,
+    /// Set when the script's own STARTTLS met a certificate nobody said to trust: a skip.
+    untrusted: Option<String>,
 }
 
 /// A line to send, then optionally a literal: (synchronizing, data).
@@ -81,6 +83,7 @@ impl<'a> ScenarioRun<'a> {
             mailboxes: BTreeMap::new(),
             owner: None,
             completed: false,
+            untrusted: None,
         }
     }
 
@@ -219,7 +222,27 @@ impl<'a> ScenarioRun<'a> {
                 message: format!("cleanup failed: {e}"),
             });
         }
-        None
+        self.untrusted.take()
+    }
+
+    /// A STARTTLS that the script itself does, on a plain target the user configured no trust
+    /// for, fails when the server's certificate is self-signed, as test servers' are. That
+    /// says nothing about the protocol: the scenario is skipped, saying how to run it.
+    fn untrusted_certificate(&self, problem: &Problem, protocol: Protocol) -> Option<String> {
+        let Problem::Error { message, .. } = problem else {
+            return None;
+        };
+        let tls = &self.run.target.tls;
+        let plain = self
+            .endpoint(protocol)
+            .is_some_and(|e| e.security == crate::target::Security::Plain);
+        let configured = tls.ca_file.is_some() || tls.insecure || !tls.extra_roots.is_empty();
+        (message.contains("invalid peer certificate") && plain && !configured).then(|| {
+            format!(
+                "the server's certificate is not trusted ({}); pass --ca-file PEM (or --insecure) to run this TLS scenario",
+                message.split(" while ").next().unwrap_or(message)
+            )
+        })
     }
 
     fn sink(&mut self) -> Sink<'_> {
@@ -250,6 +273,9 @@ impl<'a> ScenarioRun<'a> {
             &mut sink,
         )
         .await?;
+        if let Some(greeting) = s.pending.front() {
+            let _ = run.product.set(super::product::recognize(&greeting.raw));
+        }
         // Capabilities before login matter too (STARTTLS, AUTH=...); after login, the rest.
         let mut caps = setup::capabilities(&mut s, &mut sink, wait).await?;
         s.pending.clear();
@@ -456,7 +482,10 @@ impl<'a> ScenarioRun<'a> {
                     .map(|problems| self.problems.extend(problems)),
             };
             if let Err(problem) = result {
-                self.problems.push(problem);
+                self.untrusted = self.untrusted_certificate(&problem, protocol);
+                if self.untrusted.is_none() {
+                    self.problems.push(problem);
+                }
                 return false;
             }
         }
