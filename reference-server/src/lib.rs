@@ -13,6 +13,7 @@
 
 mod imap;
 pub mod limits;
+mod listener;
 mod mailbox;
 mod persist;
 mod pop3;

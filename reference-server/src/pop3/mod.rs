@@ -13,18 +13,14 @@ mod session;
 use std::sync::Arc;
 
 use rustls::ServerConfig;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{debug, info_span};
 
 use crate::limits::Limits;
 use crate::store::Store;
 use maildrop::Locks;
 use session::{End, Next, Session};
-
-/// Pause after a failed accept() (e.g. no file descriptors left) before trying again.
-const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// What every POP3 session of one server shares.
 pub(crate) struct Shared {
@@ -51,45 +47,19 @@ pub(crate) async fn listen(
     implicit_tls: bool,
     shared: Arc<Shared>,
     sessions: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // Typically out of file descriptors: back off instead of spinning.
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let permit = Arc::clone(&sessions).try_acquire_owned();
-        let shared = Arc::clone(&shared);
-        let shutdown = shutdown.clone();
-        let alive = alive.clone();
-        let span = info_span!("pop3", %peer, tls = implicit_tls);
-        tokio::spawn(
-            async move {
-                let _alive = alive;
-                let Ok(_permit) = permit else {
-                    let mut tcp = tcp;
-                    debug!("session limit reached");
-                    let _ = tcp
-                        .write_all(b"-ERR [SYS/TEMP] Too many sessions, try again later\r\n")
-                        .await;
-                    let _ = tcp.shutdown().await;
-                    return;
-                };
-                connection(tcp, implicit_tls, shared, shutdown).await;
-            }
-            .instrument(span),
-        );
-    }
+    crate::listener::accept_loop(
+        listener,
+        sessions,
+        shutdown,
+        alive,
+        b"-ERR [SYS/TEMP] Too many sessions, try again later\r\n",
+        |peer| info_span!("pop3", %peer, tls = implicit_tls),
+        |tcp, _peer, shutdown| connection(tcp, implicit_tls, Arc::clone(&shared), shutdown),
+    )
+    .await;
 }
 
 /// Serves one connection: the TLS handshake first on the pop3s port, or later after STLS.

@@ -39,18 +39,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{debug, info_span};
 
 pub use limits::SmtpLimits;
 
 use io::{Connection, End};
 use session::{After, Session, Shared};
-
-/// Pause after a failed accept() (e.g. no file descriptors left) before trying again.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// How long a closing `421`/`221` may take to write: a courtesy that must not delay a
 /// server shutdown when the client does not read.
@@ -71,45 +68,20 @@ pub(crate) async fn listen(
     role: Role,
     shared: Arc<Shared>,
     sessions: Arc<Semaphore>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
     alive: mpsc::Sender<()>,
 ) {
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => break,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                warn!(error = %e, "accept failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        let permit = Arc::clone(&sessions).try_acquire_owned();
-        let shared = Arc::clone(&shared);
-        let shutdown = shutdown.clone();
-        let alive = alive.clone();
-        let span = info_span!("smtp", %peer, ?role);
-        tokio::spawn(
-            async move {
-                let _alive = alive;
-                let Ok(_permit) = permit else {
-                    // RFC 5321 3.1 allows refusing a connection with a 421 greeting.
-                    let mut tcp = tcp;
-                    debug!("session limit reached");
-                    let _ = tcp
-                        .write_all(b"421 4.3.2 Too many connections, try again later\r\n")
-                        .await;
-                    let _ = tcp.shutdown().await;
-                    return;
-                };
-                handle(tcp, peer, role, shared, shutdown).await;
-            }
-            .instrument(span),
-        );
-    }
+    crate::listener::accept_loop(
+        listener,
+        sessions,
+        shutdown,
+        alive,
+        // RFC 5321 3.1 allows refusing a connection with a 421 greeting.
+        b"421 4.3.2 Too many connections, try again later\r\n",
+        |peer| info_span!("smtp", %peer, ?role),
+        |tcp, peer, shutdown| handle(tcp, peer, role, Arc::clone(&shared), shutdown),
+    )
+    .await;
 }
 
 /// One connection: plain first, then (after STARTTLS) the same session over TLS.
