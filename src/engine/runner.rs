@@ -492,6 +492,27 @@ impl<'a> ScenarioRun<'a> {
         true
     }
 
+    /// A script session's initial state, the user the scenario names (if any) and the
+    /// account it logs in as (the named one, else the fixtures' owner).
+    fn session_setup(
+        &self,
+        name: &str,
+        loc: &Loc,
+    ) -> Result<(InitialState, Option<String>, Account), Problem> {
+        let spec = self.scenario.sessions.get(name);
+        let state = spec.map_or(InitialState::Authenticated, |s| s.state);
+        let user = spec.and_then(|s| s.user.clone());
+        let account = self
+            .account(user.as_deref())
+            .or_else(|| self.owner.clone())
+            .ok_or_else(|| Problem::Error {
+                loc: Some(loc.clone()),
+                session: Some(name.to_string()),
+                message: "no account for this session".to_string(),
+            })?;
+        Ok((state, user, account))
+    }
+
     async fn ensure_session(
         &mut self,
         endpoint: &Endpoint,
@@ -499,20 +520,7 @@ impl<'a> ScenarioRun<'a> {
         loc: &Loc,
     ) -> Result<(), Problem> {
         if !self.sessions.contains_key(name) {
-            let spec = self.scenario.sessions.get(name).cloned();
-            let state = spec
-                .as_ref()
-                .map(|s| s.state)
-                .unwrap_or(InitialState::Authenticated);
-            let user = spec.as_ref().and_then(|s| s.user.clone());
-            let account = self
-                .account(user.as_deref())
-                .or_else(|| self.owner.clone())
-                .ok_or_else(|| Problem::Error {
-                    loc: Some(loc.clone()),
-                    session: Some(name.to_string()),
-                    message: "no account for this session".to_string(),
-                })?;
+            let (state, _, account) = self.session_setup(name, loc)?;
             let select = self.mailboxes.get("mailbox").cloned();
             let run = self.run;
             let mut sink = self.sink();

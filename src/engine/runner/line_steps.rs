@@ -98,20 +98,7 @@ impl ScenarioRun<'_> {
         if self.lines.contains_key(name) {
             return Ok(());
         }
-        let spec = self.scenario.sessions.get(name).cloned();
-        let state = spec
-            .as_ref()
-            .map(|s| s.state)
-            .unwrap_or(InitialState::Authenticated);
-        let user = spec.as_ref().and_then(|s| s.user.clone());
-        let account = self
-            .account(user.as_deref())
-            .or_else(|| self.owner.clone())
-            .ok_or_else(|| Problem::Error {
-                loc: Some(loc.clone()),
-                session: Some(name.to_string()),
-                message: "no account for this session".to_string(),
-            })?;
+        let (state, user, account) = self.session_setup(name, loc)?;
         // SMTP authenticates only when the scenario names the session's user.
         let authenticate = user.is_some();
         let s = setup::open_line(
