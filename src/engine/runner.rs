@@ -498,17 +498,19 @@ impl<'a> ScenarioRun<'a> {
         &self,
         name: &str,
         loc: &Loc,
-    ) -> Result<(InitialState, Option<String>, Account), Problem> {
+    ) -> Result<(InitialState, Option<String>, Account), Box<Problem>> {
         let spec = self.scenario.sessions.get(name);
         let state = spec.map_or(InitialState::Authenticated, |s| s.state);
         let user = spec.and_then(|s| s.user.clone());
         let account = self
             .account(user.as_deref())
             .or_else(|| self.owner.clone())
-            .ok_or_else(|| Problem::Error {
-                loc: Some(loc.clone()),
-                session: Some(name.to_string()),
-                message: "no account for this session".to_string(),
+            .ok_or_else(|| {
+                Box::new(Problem::Error {
+                    loc: Some(loc.clone()),
+                    session: Some(name.to_string()),
+                    message: "no account for this session".to_string(),
+                })
             })?;
         Ok((state, user, account))
     }
@@ -520,7 +522,7 @@ impl<'a> ScenarioRun<'a> {
         loc: &Loc,
     ) -> Result<(), Problem> {
         if !self.sessions.contains_key(name) {
-            let (state, _, account) = self.session_setup(name, loc)?;
+            let (state, _, account) = self.session_setup(name, loc).map_err(|p| *p)?;
             let select = self.mailboxes.get("mailbox").cloned();
             let run = self.run;
             let mut sink = self.sink();

@@ -98,7 +98,7 @@ impl ScenarioRun<'_> {
         if self.lines.contains_key(name) {
             return Ok(());
         }
-        let (state, user, account) = self.session_setup(name, loc)?;
+        let (state, user, account) = self.session_setup(name, loc).map_err(|p| *p)?;
         // SMTP authenticates only when the scenario names the session's user.
         let authenticate = user.is_some();
         let s = setup::open_line(
