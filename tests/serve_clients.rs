@@ -113,11 +113,16 @@ fn assert_delivered(delivered: &[u8], sent: &str, reverse_path: &str) {
         "{text}"
     );
     assert!(
-        lines.next().is_some_and(|l| l.starts_with("Received: from ")),
+        lines
+            .next()
+            .is_some_and(|l| l.starts_with("Received: from ")),
         "{text}"
     );
     for l in lines {
-        assert!(l.starts_with('\t'), "unexpected trace line {l:?} in\n{text}");
+        assert!(
+            l.starts_with('\t'),
+            "unexpected trace line {l:?} in\n{text}"
+        );
     }
 }
 
@@ -147,15 +152,19 @@ fn python_clients() {
             .arg(&sub),
     );
     assert!(out.status.success(), "python failed: {}", out.stderr);
-    let report: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", out.stdout_text()));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", out.stdout_text()));
 
     assert_eq!(report["smtp_refused"], serde_json::json!({}), "{report}");
     assert_eq!(report["sub_starttls_offered"], true, "{report}");
     assert_eq!(report["sub_unauth_code"], 530, "{report}");
     assert_eq!(report["sub_refused"], serde_json::json!({}), "{report}");
     // Two messages in a fresh INBOX, one per subject.
-    assert_eq!(report["search"]["smtplib plain"], serde_json::json!(["1"]), "{report}");
+    assert_eq!(
+        report["search"]["smtplib plain"],
+        serde_json::json!(["1"]),
+        "{report}"
+    );
     assert_eq!(
         report["search"]["smtplib submission"],
         serde_json::json!(["2"]),
@@ -187,7 +196,10 @@ fn python_clients() {
     assert_eq!(uidl.len(), 2, "{report}");
     let ids: Vec<(&str, &str)> = uidl
         .iter()
-        .map(|l| l.split_once(' ').unwrap_or_else(|| panic!("UIDL line {l:?}")))
+        .map(|l| {
+            l.split_once(' ')
+                .unwrap_or_else(|| panic!("UIDL line {l:?}"))
+        })
         .collect();
     assert_eq!((ids[0].0, ids[1].0), ("1", "2"), "{uidl:?}");
     assert_ne!(ids[0].1, ids[1].1, "unique-ids must differ: {uidl:?}");
