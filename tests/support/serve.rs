@@ -197,13 +197,31 @@ fn drain(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
     })
 }
 
-/// Whether `program --version` runs; the client tests skip (saying so) when it does not.
+/// Whether `program --version` runs (within [`START_WAIT`]); the client tests skip, saying
+/// so, when it does not.
 pub fn have(program: &str) -> bool {
-    Command::new(program)
+    let Ok(child) = Command::new(program)
         .arg("--version")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+        .spawn()
+    else {
+        return false;
+    };
+    let mut guard = Starting(Some(child));
+    let child = guard.0.as_mut().expect("child");
+    let start = Instant::now();
+    while start.elapsed() < START_WAIT {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                guard.0 = None;
+                return status.success();
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(_) => break,
+        }
+    }
+    // The guard kills a `--version` that hangs.
+    false
 }
