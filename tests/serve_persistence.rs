@@ -358,10 +358,9 @@ fn imap_append_refused_when_it_cannot_be_written() {
 }
 
 /// RFC 5321 6.1: a `250` to the final dot means the server has taken responsibility for the
-/// message, so a delivery it could not write must get a 4yz. The reference server answers
-/// 250 anyway: `Store::deliver` ends with `Store::notify`, which only logs a failed write.
+/// message, so a delivery it could not write must get a 4yz (and must not stay in memory,
+/// or the client's retry would deliver it twice).
 #[test]
-#[ignore = "reference server bug: SMTP 250 although the delivery was not written (Store::deliver -> notify logs the error)"]
 fn smtp_refuses_a_delivery_it_cannot_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");

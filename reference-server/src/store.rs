@@ -29,6 +29,9 @@ pub enum MailboxError {
     NoSelect,
     #[error("Mailbox has used up its UIDs")]
     UidsExhausted,
+    /// The data directory could not take the change; nothing was changed.
+    #[error("The mail store cannot write the change; try again later")]
+    Unavailable,
 }
 
 /// One user's data.
@@ -154,15 +157,30 @@ impl Store {
             }
         }
         let now = chrono::Local::now().fixed_offset();
+        let mut added = Vec::new();
         for (user, raw) in copies {
             let content = Arc::new(MessageContent {
                 raw,
                 internal_date: now,
             });
-            state.append(&user, "INBOX", content, Flags::default())?;
+            let (_, uid) = state.append(&user, "INBOX", content, Flags::default())?;
+            added.push((user, uid));
         }
         drop(state);
-        self.notify();
+        // The 250 that follows promises the message is safe (RFC 5321 6.1): if the data
+        // directory cannot take it, take it back so the client's retry does not deliver twice.
+        if let Err(e) = self.commit() {
+            tracing::error!(error = %e, "cannot write a delivery to the data directory");
+            let mut state = self.lock();
+            for (user, uid) in added {
+                if let Ok(inbox) = state.mailbox_mut(&user, "INBOX") {
+                    inbox.messages.remove(&uid);
+                }
+            }
+            drop(state);
+            self.notify();
+            return Err(MailboxError::Unavailable);
+        }
         Ok(())
     }
 

@@ -38,6 +38,7 @@ pub fn mailbox_error(e: MailboxError) -> Reply {
         MailboxError::Inbox | MailboxError::BadName | MailboxError::NoSelect => "CANNOT",
         MailboxError::HasChildren => "INUSE",
         MailboxError::UidsExhausted => "LIMIT",
+        MailboxError::Unavailable => "UNAVAILABLE",
     };
     Reply::no(e.to_string()).code(ReplyCode::Rfc5530(code))
 }

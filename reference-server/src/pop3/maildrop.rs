@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use mailtape_proto::pop3::normalized_len;
 
+use crate::store::MailboxError;
+
 use crate::mailbox::MessageContent;
 use crate::store::Store;
 
@@ -155,24 +157,36 @@ impl Maildrop {
 
     /// The UPDATE state (RFC 1939 6): removes the deleted messages from the INBOX and tells
     /// watching IMAP sessions. Messages already gone (expunged over IMAP meanwhile) are
-    /// skipped. Returns how many messages the INBOX still holds.
-    pub fn update(self, store: &Store) -> usize {
+    /// skipped. Returns how many messages the INBOX still holds, or `Err` when the data
+    /// directory cannot take the removal: then nothing is removed, and the caller answers
+    /// `-ERR` as RFC 1939 6 asks of a server that cannot remove the messages.
+    pub fn update(self, store: &Store) -> Result<usize, MailboxError> {
         let mut st = store.lock();
         let Some(inbox) = st.mailbox_by_id(&self.user, self.mailbox_id) else {
-            return 0;
+            return Ok(0);
         };
-        let mut removed = 0;
+        let mut removed = Vec::new();
         for e in self.entries.iter().filter(|e| e.deleted) {
-            if inbox.messages.remove(&e.uid).is_some() {
-                removed += 1;
+            if let Some(m) = inbox.messages.remove(&e.uid) {
+                removed.push((e.uid, m));
             }
         }
         let left = inbox.messages.len();
         drop(st);
-        if removed > 0 {
-            store.notify();
+        if removed.is_empty() {
+            return Ok(left);
         }
-        left
+        if let Err(e) = store.commit() {
+            tracing::error!(error = %e, "cannot write the POP3 deletions to the data directory");
+            let mut st = store.lock();
+            if let Some(inbox) = st.mailbox_by_id(&self.user, self.mailbox_id) {
+                inbox.messages.extend(removed);
+            }
+            drop(st);
+            store.notify();
+            return Err(MailboxError::Unavailable);
+        }
+        Ok(left)
     }
 }
 
@@ -233,7 +247,7 @@ mod tests {
         assert_eq!(md.stat(), (3, 33));
         md.delete(1).expect("dele");
         let first = md.get(3).map(|e| md.uidl(e)).expect("uidl");
-        assert_eq!(md.update(&store), 2);
+        assert_eq!(md.update(&store), Ok(2));
         let mut st = store.lock();
         let uids: Vec<u32> = st
             .mailbox_mut("alice", "INBOX")

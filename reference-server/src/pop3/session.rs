@@ -487,11 +487,15 @@ impl Session {
             }
             Command::Quit => {
                 // UPDATE (RFC 1939 6): the lock goes with the maildrop.
-                let left = md.update(&self.shared.store);
-                SingleLine::ok(format!(
-                    "mailtape POP3 server signing off ({left} messages left)"
-                ))
-                .encode(&mut out);
+                match md.update(&self.shared.store) {
+                    Ok(left) => SingleLine::ok(format!(
+                        "mailtape POP3 server signing off ({left} messages left)"
+                    ))
+                    .encode(&mut out),
+                    Err(e) => SingleLine::err(format!("{e}; no message was deleted"))
+                        .with_code(RespCode::SYS_TEMP)
+                        .encode(&mut out),
+                }
                 self.out = out;
                 return Step::Close;
             }
