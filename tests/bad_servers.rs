@@ -226,7 +226,7 @@ async fn uids_going_backwards_are_caught() {
 async fn a_stored_flag_that_disappears_is_caught() {
     let script = "\
 C1: a1 STORE 1 +FLAGS (\\Flagged)
-S1: * 1 FETCH (FLAGS (\\Flagged))
+S1: * 1 FETCH (FLAGS (\\Flagged) ...)
 S1: a1 OK
 C1: a2 LOGOUT
 S1: a2 OK
@@ -258,5 +258,31 @@ async fn a_healthy_fake_passes() {
         "{:?} {:?}",
         o.problems,
         o.violations
+    );
+}
+
+#[tokio::test]
+async fn the_first_mismatch_stops_the_script() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let later_sent = Arc::new(AtomicBool::new(false));
+    let seen = later_sent.clone();
+    let o = run_against(
+        "C: a1 NOOP\nS: a1 OK\nC: a2 CHECK\nS: a2 OK",
+        "",
+        move |c| {
+            if c.tag == "a2" {
+                seen.store(true, Ordering::SeqCst);
+            }
+            match c.verb {
+                "NOOP" => bytes("a1 NO not today\r\n"),
+                _ => Reply::Default,
+            }
+        },
+    )
+    .await;
+    assert_eq!(o.status, Status::Fail);
+    assert!(
+        !later_sent.load(Ordering::SeqCst),
+        "a line after the mismatch was sent"
     );
 }
