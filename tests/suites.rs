@@ -100,7 +100,8 @@ fn text_suites_against_postfix_and_dovecot() {
         return;
     };
     let imap = format!("dovecot={imap}");
-    let (code, stdout, stderr) = run(mailtape().args([
+    let mut cmd = mailtape();
+    cmd.args([
         "run",
         "scenarios/pop3",
         "scenarios/smtp",
@@ -115,7 +116,25 @@ fn text_suites_against_postfix_and_dovecot() {
         "bob:bobpw",
         "--jobs",
         "1",
-    ]));
+    ]);
+    // Trust both CI certificates (Dovecot's for STLS, Postfix's for STARTTLS) with one bundle.
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    let mut bundle = Vec::new();
+    for var in ["MAILTAPE_DOVECOT_CA", "MAILTAPE_POSTFIX_CA"] {
+        if let Ok(path) = std::env::var(var)
+            && let Ok(pem) = std::fs::read(path)
+        {
+            bundle.extend(pem);
+        }
+    }
+    let ca = dir.path().join("ca.pem");
+    if !bundle.is_empty() && std::fs::write(&ca, bundle).is_ok() {
+        cmd.arg("--ca-file").arg(&ca);
+    }
+    let (code, stdout, stderr) = run(&mut cmd);
     assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
 }
 
