@@ -828,6 +828,13 @@ fn main() {
 }
 
 async fn bench() {
+    // `cargo bench --bench throughput -- smtp` runs only the rows of the groups named
+    // (imap, pop3, smtp); cargo itself adds `--bench`, hence flags are skipped.
+    let groups: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |group: &str| groups.is_empty() || groups.iter().any(|g| g == group);
     let running = match reference_server::start(reference_server::Config::default()).await {
         Ok(r) => r,
         Err(e) => {
@@ -862,44 +869,52 @@ async fn bench() {
         MEASURE.as_secs(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!(
-        "{:<34} {:>10} {:>10} {:>7}",
-        "row", "reference", "dovecot", "ratio"
-    );
-    for n in IMAP_SESSIONS {
-        let reference = imap_row(&ref_imap, n).await;
-        let dovecot = match &dove_imap {
-            Some(at) => Some(imap_row(at, n).await),
-            None => None,
-        };
-        let plural = if n == 1 { "" } else { "s" };
-        row(
-            &format!("IMAP commands/s, {n} session{plural}"),
-            reference,
-            dovecot,
+    if wanted("imap") || wanted("pop3") {
+        println!(
+            "{:<34} {:>10} {:>10} {:>7}",
+            "row", "reference", "dovecot", "ratio"
         );
     }
-    let reference = pop3_row(&ref_imap, &ref_pop3).await;
-    let dovecot = match (&dove_imap, &dove_pop3) {
-        (Some(i), Some(p)) => Some(pop3_row(i, p).await),
-        _ => None,
-    };
-    // Both rows come from the same sessions; an error is reported on each.
-    let pick = |r: &Result<(f64, f64)>, sessions: bool| match r {
-        Ok((s, retr)) => Ok(if sessions { *s } else { *retr }),
-        Err(e) => Err(BenchError::Protocol(e.to_string())),
-    };
-    row(
-        &format!("POP3 sessions/s (RETR {POP3_MESSAGES} each)"),
-        pick(&reference, true),
-        dovecot.as_ref().map(|d| pick(d, true)),
-    );
-    row(
-        "POP3 RETR/s",
-        pick(&reference, false),
-        dovecot.as_ref().map(|d| pick(d, false)),
-    );
-    smtp_rows(&running, &ref_imap, dove_imap.as_ref()).await;
+    if wanted("imap") {
+        for n in IMAP_SESSIONS {
+            let reference = imap_row(&ref_imap, n).await;
+            let dovecot = match &dove_imap {
+                Some(at) => Some(imap_row(at, n).await),
+                None => None,
+            };
+            let plural = if n == 1 { "" } else { "s" };
+            row(
+                &format!("IMAP commands/s, {n} session{plural}"),
+                reference,
+                dovecot,
+            );
+        }
+    }
+    if wanted("pop3") {
+        let reference = pop3_row(&ref_imap, &ref_pop3).await;
+        let dovecot = match (&dove_imap, &dove_pop3) {
+            (Some(i), Some(p)) => Some(pop3_row(i, p).await),
+            _ => None,
+        };
+        // Both rows come from the same sessions; an error is reported on each.
+        let pick = |r: &Result<(f64, f64)>, sessions: bool| match r {
+            Ok((s, retr)) => Ok(if sessions { *s } else { *retr }),
+            Err(e) => Err(BenchError::Protocol(e.to_string())),
+        };
+        row(
+            &format!("POP3 sessions/s (RETR {POP3_MESSAGES} each)"),
+            pick(&reference, true),
+            dovecot.as_ref().map(|d| pick(d, true)),
+        );
+        row(
+            "POP3 RETR/s",
+            pick(&reference, false),
+            dovecot.as_ref().map(|d| pick(d, false)),
+        );
+    }
+    if wanted("smtp") {
+        smtp_rows(&running, &ref_imap, dove_imap.as_ref()).await;
+    }
     running.shutdown().await;
 }
 
