@@ -913,6 +913,9 @@ async fn bench() {
         );
     }
     if wanted("smtp") {
+        if wanted("imap") || wanted("pop3") {
+            println!();
+        }
         smtp_rows(&running, &ref_imap, dove_imap.as_ref()).await;
     }
     running.shutdown().await;
@@ -937,21 +940,21 @@ async fn smtp_rows(
         (Some(smtp), Some(imap)) => Some((smtp, imap)),
         (Some(_), None) => {
             println!(
-                "\n(MAILTAPE_POSTFIX_SMTP set but MAILTAPE_DOVECOT_IMAP not: the Postfix column \
+                "(MAILTAPE_POSTFIX_SMTP set but MAILTAPE_DOVECOT_IMAP not: the Postfix column \
                  needs Dovecot's IMAP to remove its messages, so it is skipped)"
             );
             None
         }
         (None, _) => {
             println!(
-                "\n(MAILTAPE_POSTFIX_SMTP not set: reference server only; see `bash \
+                "(MAILTAPE_POSTFIX_SMTP not set: reference server only; see `bash \
                  ci/postfix.sh env`)"
             );
             None
         }
     };
     println!(
-        "\n{:<34} {:>10} {:>10} {:>7}",
+        "{:<34} {:>10} {:>10} {:>7}",
         "row", "reference", "postfix", "ratio"
     );
     for n in SMTP_SESSIONS {
