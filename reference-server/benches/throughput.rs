@@ -565,7 +565,7 @@ impl Smtp {
 
     /// One transaction to alice; returns when the 250 after the final dot arrives. The
     /// bench's messages have no line starting with `.`, so no dot-stuffing is needed
-    /// (checked once per row by `smtp_message`).
+    /// (`smtp_message` checks that).
     async fn deliver(&mut self, msg: &[u8]) -> Result<()> {
         self.cmd("MAIL FROM:<bench@example.test>", 250).await?;
         self.cmd("RCPT TO:<alice@example.test>", 250).await?;
