@@ -202,35 +202,20 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
     ));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (alive_tx, alive_rx) = mpsc::channel(1);
-    let mut bound = [None, None];
-    for (slot, (addr, implicit)) in [(config.imap, false), (config.imaps, true)]
-        .into_iter()
-        .enumerate()
-    {
-        let Some(addr) = addr else { continue };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        bound[slot] = Some((listener, local, implicit));
-    }
-    // POP3: the plain (STLS) and implicit-TLS ports, bound before anything is spawned.
-    let mut pop3_bound = [None, None];
-    for (slot, (addr, implicit)) in [(config.pop3, false), (config.pop3s, true)]
-        .into_iter()
-        .enumerate()
-    {
-        let Some(addr) = addr else { continue };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        pop3_bound[slot] = Some((listener, local, implicit));
-    }
+    // Every listener is bound before anything is spawned, so a port in use fails the start
+    // and leaves nothing running.
+    let imap_ports = [
+        (bind(config.imap).await?, false),
+        (bind(config.imaps).await?, true),
+    ];
+    let pop3_ports = [
+        (bind(config.pop3).await?, false),
+        (bind(config.pop3s).await?, true),
+    ];
+    let smtp_ports = [
+        (bind(config.smtp).await?, smtp::Role::Mx),
+        (bind(config.submission).await?, smtp::Role::Submission),
+    ];
     let mut running = Running {
         imap: None,
         imaps: None,
@@ -243,12 +228,15 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         alive_tx,
         alive_rx,
     };
-    for (listener, local, implicit) in bound.into_iter().flatten() {
-        if implicit {
-            running.imaps = Some(local);
+    for (port, implicit) in imap_ports {
+        let Some((listener, local)) = port else {
+            continue;
+        };
+        *if implicit {
+            &mut running.imaps
         } else {
-            running.imap = Some(local);
-        }
+            &mut running.imap
+        } = Some(local);
         tokio::spawn(imap::listen(
             listener,
             implicit,
@@ -264,12 +252,15 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         Arc::clone(&shared.tls),
         config.limits.clone(),
     ));
-    for (listener, local, implicit) in pop3_bound.into_iter().flatten() {
-        if implicit {
-            running.pop3s = Some(local);
+    for (port, implicit) in pop3_ports {
+        let Some((listener, local)) = port else {
+            continue;
+        };
+        *if implicit {
+            &mut running.pop3s
         } else {
-            running.pop3 = Some(local);
-        }
+            &mut running.pop3
+        } = Some(local);
         tokio::spawn(pop3::listen(
             listener,
             implicit,
@@ -279,7 +270,6 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
             running.alive_tx.clone(),
         ));
     }
-    // --- SMTP (smtp module) ---
     let smtp_shared = Arc::new(smtp::session::Shared {
         store,
         tls: tls.config,
@@ -287,21 +277,14 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         domain: config.domain.clone(),
         next_id: AtomicU64::new(1),
     });
-    for (addr, role) in [
-        (config.smtp, smtp::Role::Mx),
-        (config.submission, smtp::Role::Submission),
-    ] {
-        let Some(addr) = addr else { continue };
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr, source })?;
-        match role {
-            smtp::Role::Mx => running.smtp = Some(local),
-            smtp::Role::Submission => running.submission = Some(local),
-        }
+    for (port, role) in smtp_ports {
+        let Some((listener, local)) = port else {
+            continue;
+        };
+        *match role {
+            smtp::Role::Mx => &mut running.smtp,
+            smtp::Role::Submission => &mut running.submission,
+        } = Some(local);
         tokio::spawn(smtp::listen(
             listener,
             role,
@@ -312,4 +295,17 @@ pub async fn start(config: Config) -> Result<Running, ServerError> {
         ));
     }
     Ok(running)
+}
+
+/// Binds a listener and learns its address (the port, when 0 was asked for); `None` when the
+/// service is not configured.
+async fn bind(addr: Option<SocketAddr>) -> Result<Option<(TcpListener, SocketAddr)>, ServerError> {
+    let Some(addr) = addr else { return Ok(None) };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok(Some((listener, local)))
 }
