@@ -2,6 +2,8 @@
 //! CONTRACT STUB for the types; the checks helper fills in `imap`.
 
 pub mod imap;
+pub mod pop3;
+pub mod smtp;
 
 use crate::script::Loc;
 

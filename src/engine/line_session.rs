@@ -9,10 +9,13 @@ use std::time::Duration;
 use mailtape_proto::pop3::{Expect, parse_command};
 use tokio::time::Instant;
 
+use crate::checks::Violation;
+use crate::checks::pop3::Pop3Checks;
+use crate::checks::smtp::SmtpChecks;
 use crate::net::{NetError, TlsClient};
 use crate::proto::line::{LineConnection, LineReply, ReplyKind};
 use crate::report::{Direction, Transcript, TranscriptEntry};
-use crate::script::Protocol;
+use crate::script::{Loc, Protocol};
 
 use super::expect::ReplyLine;
 
@@ -30,6 +33,27 @@ enum Sent {
     Sasl,
 }
 
+/// Everything a POP3 or SMTP session reports into: the transcript, the checks of both
+/// protocols, the violations found, and the script line being run.
+pub struct LineSink<'a> {
+    pub transcript: &'a mut Transcript,
+    pub violations: &'a mut Vec<Violation>,
+    pub pop3: &'a mut Pop3Checks,
+    pub smtp: &'a mut SmtpChecks,
+    pub loc: Option<Loc>,
+}
+
+impl LineSink<'_> {
+    fn add(&mut self, found: Vec<Violation>) {
+        for mut v in found {
+            if v.loc.is_none() {
+                v.loc = self.loc.clone();
+            }
+            self.violations.push(v);
+        }
+    }
+}
+
 pub struct LineSession {
     pub name: String,
     pub protocol: Protocol,
@@ -43,6 +67,8 @@ pub struct LineSession {
     /// The last reply was a SASL continuation: the next client line answers it.
     sasl: bool,
     pub closed: bool,
+    /// The checks have been told the session ended.
+    close_told: bool,
     server_name: String,
     tls: TlsClient,
 }
@@ -65,9 +91,24 @@ impl LineSession {
             in_data: false,
             sasl: false,
             closed: false,
+            close_told: false,
             server_name: server_name.to_string(),
             tls,
         }
+    }
+
+    /// The connection is over (QUIT, the server closing, or the harness dropping it): tell
+    /// the checks once.
+    pub fn close(&mut self, sink: &mut LineSink<'_>) {
+        self.closed = true;
+        if std::mem::replace(&mut self.close_told, true) {
+            return;
+        }
+        let found = match self.protocol {
+            Protocol::Pop3 => sink.pop3.session_closed(&self.name),
+            _ => sink.smtp.session_closed(&self.name),
+        };
+        sink.add(found);
     }
 
     /// Replies still owed by the server.
@@ -79,12 +120,14 @@ impl LineSession {
     /// here (RFC 5321 4.5.2), and a line `.` ends it.
     pub async fn send_line(
         &mut self,
-        transcript: &mut Transcript,
+        sink: &mut LineSink<'_>,
         setup: bool,
         line: &str,
     ) -> Result<(), NetError> {
         let mut bytes = Vec::with_capacity(line.len() + 3);
         let mut sent = None;
+        // SMTP message content (the final `.` included) is checked as content, not commands.
+        let content = self.in_data;
         if self.in_data {
             if line == "." {
                 self.in_data = false;
@@ -123,7 +166,12 @@ impl LineSession {
         bytes.extend_from_slice(line.as_bytes());
         bytes.extend_from_slice(b"\r\n");
         self.conn.send(&bytes).await?;
-        transcript.entries.push(TranscriptEntry {
+        let found = match self.protocol {
+            Protocol::Pop3 => sink.pop3.client_line(&self.name, &bytes),
+            _ => sink.smtp.client_line(&self.name, &bytes, content),
+        };
+        sink.add(found);
+        sink.transcript.entries.push(TranscriptEntry {
             session: self.name.clone(),
             direction: Direction::Client,
             setup,
@@ -138,7 +186,7 @@ impl LineSession {
     /// Read one reply within `deadline`, record it, and do the bookkeeping.
     pub async fn read_one(
         &mut self,
-        transcript: &mut Transcript,
+        sink: &mut LineSink<'_>,
         setup: bool,
         deadline: Instant,
     ) -> Result<(), NetError> {
@@ -147,17 +195,22 @@ impl LineSession {
             Ok(r) => r,
             Err(e) => {
                 if matches!(e, NetError::Closed(_)) {
-                    self.closed = true;
+                    self.close(sink);
                 }
                 return Err(e);
             }
         };
-        transcript.entries.push(TranscriptEntry {
+        sink.transcript.entries.push(TranscriptEntry {
             session: self.name.clone(),
             direction: Direction::Server,
             setup,
             bytes: reply.raw.clone(),
         });
+        let found = match self.protocol {
+            Protocol::Pop3 => sink.pop3.server_reply(&self.name, &reply),
+            _ => sink.smtp.server_reply(&self.name, &reply),
+        };
+        sink.add(found);
         let sent = self.awaiting.pop_front().unwrap_or(Sent::Other);
         match (sent, reply.kind) {
             (Sent::Sasl, ReplyKind::Intermediate) => self.sasl = true,
@@ -168,7 +221,7 @@ impl LineSession {
                 self.pending.push_back(reply);
                 return self.conn.starttls(&tls, &name).await;
             }
-            (Sent::Quit, _) => self.closed = true,
+            (Sent::Quit, _) => self.close(sink),
             _ => {}
         }
         self.pending.push_back(reply);
@@ -178,13 +231,13 @@ impl LineSession {
     /// Read until every reply owed has arrived.
     pub async fn settle(
         &mut self,
-        transcript: &mut Transcript,
+        sink: &mut LineSink<'_>,
         setup: bool,
         wait: Duration,
     ) -> Result<(), NetError> {
         let deadline = Instant::now() + wait;
         while self.owed() > 0 && !self.closed {
-            self.read_one(transcript, setup, deadline).await?;
+            self.read_one(sink, setup, deadline).await?;
         }
         Ok(())
     }
@@ -192,13 +245,13 @@ impl LineSession {
     /// A harness command: send, wait for its reply, return it.
     pub async fn command(
         &mut self,
-        transcript: &mut Transcript,
+        sink: &mut LineSink<'_>,
         line: &str,
         wait: Duration,
     ) -> Result<LineReply, NetError> {
         self.pending.clear();
-        self.send_line(transcript, true, line).await?;
-        self.settle(transcript, true, wait).await?;
+        self.send_line(sink, true, line).await?;
+        self.settle(sink, true, wait).await?;
         self.pending
             .pop_back()
             .ok_or_else(|| NetError::Closed(" before replying".to_string()))

@@ -5,7 +5,7 @@
 //! of the target (UIDVALIDITY history and the like), and the discovered mailbox naming.
 
 mod expect;
-mod line_session;
+pub(crate) mod line_session;
 pub mod product;
 mod runner;
 mod session;
@@ -51,6 +51,8 @@ pub struct TargetRun {
     pub options: RunOptions,
     tls: TlsClient,
     model: SharedModel,
+    /// What the POP3 checks know of the target across scenarios (UIDLs).
+    pop3_model: crate::checks::pop3::SharedModel,
     naming: tokio::sync::OnceCell<Naming>,
     /// The server product recognized in the IMAP greeting, for expected-failure keys.
     product: std::sync::OnceLock<Option<&'static str>>,
@@ -80,6 +82,7 @@ impl TargetRun {
             options,
             tls,
             model: SharedModel::default(),
+            pop3_model: Default::default(),
             naming: tokio::sync::OnceCell::new(),
             product: std::sync::OnceLock::new(),
             inbox: tokio::sync::Mutex::new(()),

@@ -16,6 +16,20 @@ use crate::script::{
 };
 use crate::target::{Account, Endpoint};
 
+/// The sink a POP3 or SMTP session reports into, built from the run's fields (a macro, so
+/// the borrow stays field by field beside a borrow of `self.lines`).
+macro_rules! line_sink {
+    ($run:expr, $loc:expr) => {
+        $crate::engine::line_session::LineSink {
+            transcript: &mut $run.transcript,
+            violations: &mut $run.violations,
+            pop3: &mut $run.pop3_checks,
+            smtp: &mut $run.smtp_checks,
+            loc: $loc,
+        }
+    };
+}
+
 mod line_steps;
 
 use super::TargetRun;
@@ -37,6 +51,8 @@ pub struct ScenarioRun<'a> {
     run: &'a TargetRun,
     scenario: &'a Scenario,
     checks: ImapChecks,
+    pop3_checks: crate::checks::pop3::Pop3Checks,
+    smtp_checks: crate::checks::smtp::SmtpChecks,
     transcript: Transcript,
     violations: Vec<Violation>,
     problems: Vec<Problem>,
@@ -74,6 +90,8 @@ impl<'a> ScenarioRun<'a> {
             run,
             scenario,
             checks: ImapChecks::new(run.model.clone()),
+            pop3_checks: crate::checks::pop3::Pop3Checks::new(run.pop3_model.clone()),
+            smtp_checks: crate::checks::smtp::SmtpChecks::new(),
             transcript: Transcript::default(),
             violations: Vec::new(),
             problems: Vec::new(),

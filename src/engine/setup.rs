@@ -12,7 +12,7 @@ use crate::proto::line::{LineConnection, ReplyKind};
 use crate::script::{InitialState, Protocol, SeedMessage};
 use crate::target::{Account, Endpoint, Security};
 
-use super::line_session::LineSession;
+use super::line_session::{LineSession, LineSink};
 use super::session::{Completion, Session, Sink};
 use super::{MAX_SERVER_MESSAGE, TargetRun};
 
@@ -337,7 +337,7 @@ pub async fn open_line(
     account: &Account,
     state: InitialState,
     authenticate: bool,
-    transcript: &mut crate::report::Transcript,
+    sink: &mut LineSink<'_>,
 ) -> Result<LineSession, SetupError> {
     let t = run.target.timeouts;
     let stream = crate::net::connect(endpoint, &run.tls, &t).await?;
@@ -353,7 +353,7 @@ pub async fn open_line(
         run.tls.clone(),
     );
     let script_sees_greeting = state == InitialState::NotAuthenticated;
-    s.settle(transcript, !script_sees_greeting, t.read).await?;
+    s.settle(sink, !script_sees_greeting, t.read).await?;
     if script_sees_greeting {
         return Ok(s);
     }
@@ -375,35 +375,35 @@ pub async fn open_line(
     match endpoint.protocol {
         Protocol::Pop3 => {
             if endpoint.security == Security::StartTls {
-                let r = s.command(transcript, "STLS", t.read).await?;
+                let r = s.command(sink, "STLS", t.read).await?;
                 if r.kind != ReplyKind::Positive {
                     return Err(refused("STLS", &r));
                 }
             }
             let r = s
-                .command(transcript, &format!("USER {}", account.login), t.read)
+                .command(sink, &format!("USER {}", account.login), t.read)
                 .await?;
             if r.kind != ReplyKind::Positive {
                 return Err(refused("USER", &r));
             }
             let r = s
-                .command(transcript, &format!("PASS {}", account.password), t.read)
+                .command(sink, &format!("PASS {}", account.password), t.read)
                 .await?;
             if r.kind != ReplyKind::Positive {
                 return Err(refused(&format!("PASS for {}", account.login), &r));
             }
         }
         _ => {
-            let r = s.command(transcript, EHLO, t.read).await?;
+            let r = s.command(sink, EHLO, t.read).await?;
             if r.kind != ReplyKind::Positive {
                 return Err(refused("EHLO", &r));
             }
             if endpoint.security == Security::StartTls {
-                let r = s.command(transcript, "STARTTLS", t.read).await?;
+                let r = s.command(sink, "STARTTLS", t.read).await?;
                 if r.kind != ReplyKind::Positive {
                     return Err(refused("STARTTLS", &r));
                 }
-                let r = s.command(transcript, EHLO, t.read).await?;
+                let r = s.command(sink, EHLO, t.read).await?;
                 if r.kind != ReplyKind::Positive {
                     return Err(refused("EHLO after STARTTLS", &r));
                 }
@@ -413,7 +413,7 @@ pub async fn open_line(
                 let plain = format!("\0{}\0{}", account.login, account.password);
                 let b64 = base64::engine::general_purpose::STANDARD.encode(plain);
                 let r = s
-                    .command(transcript, &format!("AUTH PLAIN {b64}"), t.read)
+                    .command(sink, &format!("AUTH PLAIN {b64}"), t.read)
                     .await?;
                 if r.kind != ReplyKind::Positive {
                     return Err(refused(&format!("AUTH PLAIN as {}", account.login), &r));

@@ -49,17 +49,17 @@ impl ScenarioRun<'_> {
             &owner,
             InitialState::NotAuthenticated,
             false,
-            &mut self.transcript,
+            &mut line_sink!(self, None),
         )
         .await?;
-        s.settle(&mut self.transcript, true, wait).await?;
+        s.settle(&mut line_sink!(self, None), true, wait).await?;
         s.pending.clear();
         let probe = if protocol == Protocol::Pop3 {
             "CAPA"
         } else {
             "EHLO mailtape.example.test"
         };
-        let reply = s.command(&mut self.transcript, probe, wait).await?;
+        let reply = s.command(&mut line_sink!(self, None), probe, wait).await?;
         // POP3: each body line's first word; SMTP: each line's first word after the code
         // (the first line names the host, so it is skipped).
         let announced: Vec<String> = match protocol {
@@ -77,7 +77,7 @@ impl ScenarioRun<'_> {
                 .collect(),
         };
         // Leaving politely is courtesy, not part of the verdict.
-        let _ = s.command(&mut self.transcript, "QUIT", wait).await;
+        let _ = s.command(&mut line_sink!(self, None), "QUIT", wait).await;
         let missing: Vec<&str> = self
             .scenario
             .requires
@@ -108,7 +108,7 @@ impl ScenarioRun<'_> {
             &account,
             state,
             authenticate,
-            &mut self.transcript,
+            &mut line_sink!(self, Some(loc.clone())),
         )
         .await
         .map_err(|e| Problem::Error {
@@ -148,13 +148,13 @@ impl ScenarioRun<'_> {
                     message: "the session's connection is already closed".to_string(),
                 });
             }
-            s.send_line(&mut self.transcript, false, &text)
+            s.send_line(&mut line_sink!(self, Some(m.loc.clone())), false, &text)
                 .await
                 .map_err(|e| self_net_problem(e, name, &m.loc, "the server to accept the line"))?;
         }
         if wait_completion && let Some(last) = messages.last() {
             let s = line_mut(&mut self.lines, name, &last.loc).map_err(|p| *p)?;
-            s.settle(&mut self.transcript, false, wait)
+            s.settle(&mut line_sink!(self, Some(last.loc.clone())), false, wait)
                 .await
                 .map_err(|e| self_net_problem(e, name, &last.loc, "the server's replies"))?;
             // Nothing in the script looks at these replies.
@@ -178,7 +178,10 @@ impl ScenarioRun<'_> {
         let s = line_mut(&mut self.lines, name, &loc).map_err(|p| *p)?;
         let deadline = Instant::now() + wait;
         while s.owed() > 0 && !s.closed {
-            if let Err(e) = s.read_one(&mut self.transcript, false, deadline).await {
+            if let Err(e) = s
+                .read_one(&mut line_sink!(self, Some(loc.clone())), false, deadline)
+                .await
+            {
                 if matches!(e, NetError::Closed(_)) {
                     break;
                 }
@@ -205,13 +208,14 @@ impl ScenarioRun<'_> {
     pub(super) async fn close_line_sessions(&mut self, aborted: bool) {
         let wait = self.run.target.timeouts.read;
         for s in self.lines.values_mut() {
-            if s.closed || aborted || s.owed() > 0 || s.in_data {
-                s.closed = true;
+            if s.closed {
                 continue;
             }
-            // A server that already hung up is not the scenario's business here.
-            let _ = s.command(&mut self.transcript, "QUIT", wait).await;
-            s.closed = true;
+            if !(aborted || s.owed() > 0 || s.in_data) {
+                // A server that already hung up is not the scenario's business here.
+                let _ = s.command(&mut line_sink!(self, None), "QUIT", wait).await;
+            }
+            s.close(&mut line_sink!(self, None));
         }
     }
 }
