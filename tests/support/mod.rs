@@ -1,4 +1,5 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 pub mod fake_imap;
+pub mod fake_lines;
 pub mod serve;
