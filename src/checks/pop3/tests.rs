@@ -1,0 +1,331 @@
+//! Unit tests: one triggering exchange per rule, and clean sessions that must stay silent.
+
+use std::collections::BTreeSet;
+
+use mailtape_proto::pop3::{ReplyStatus, parse_status_line};
+
+use super::*;
+
+/// A reply as the engine frames it: `raw` as received; multi-line when it has more than one
+/// line (the body is unstuffed like the framer does).
+fn reply(raw: &str) -> LineReply {
+    let mut pieces: Vec<&[u8]> = raw.as_bytes().split(|&b| b == b'\n').collect();
+    if pieces.last().is_some_and(|l| l.is_empty()) {
+        pieces.pop();
+    }
+    let bare_lf = pieces.iter().any(|l| !l.ends_with(b"\r"));
+    let lines: Vec<Vec<u8>> = pieces
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let l = l.strip_suffix(b"\r").unwrap_or(l);
+            let last = i + 1 == pieces.len();
+            match l.strip_prefix(b".") {
+                Some(rest) if i > 0 && !last => rest.to_vec(),
+                _ => l.to_vec(),
+            }
+        })
+        .collect();
+    let kind = match lines.first().map(|l| parse_status_line(l).0) {
+        Some(ReplyStatus::Ok) => ReplyKind::Positive,
+        Some(ReplyStatus::Err) => ReplyKind::Negative,
+        Some(ReplyStatus::Continuation) => ReplyKind::Intermediate,
+        _ => ReplyKind::Malformed,
+    };
+    LineReply {
+        raw: raw.as_bytes().to_vec(),
+        lines,
+        line_ending: if bare_lf {
+            LineEnding::Lf
+        } else {
+            LineEnding::Crlf
+        },
+        kind,
+        code: 0,
+    }
+}
+
+/// Runs a script of `C: ` lines and `S: ` replies (a reply's lines joined by `|`), CRLF added,
+/// and returns the ids of the rules broken.
+fn run(script: &[&str]) -> BTreeSet<&'static str> {
+    let mut c = Pop3Checks::new(SharedModel::default());
+    c.session_opened("x", "alice");
+    let mut got = Vec::new();
+    for step in script {
+        if let Some(line) = step.strip_prefix("C: ") {
+            got.extend(c.client_line("x", format!("{line}\r\n").as_bytes()));
+        } else if let Some(r) = step.strip_prefix("S: ") {
+            let raw: String = r.split('|').map(|l| format!("{l}\r\n")).collect();
+            got.extend(c.server_reply("x", &reply(&raw)));
+        } else if let Some(r) = step.strip_prefix("RAW: ") {
+            got.extend(c.server_reply("x", &reply(r)));
+        }
+    }
+    got.extend(c.session_closed("x"));
+    got.iter().map(|v| v.rule).collect()
+}
+
+const LOGIN: [&str; 5] = [
+    "S: +OK ready",
+    "C: USER alice",
+    "S: +OK",
+    "C: PASS pw",
+    "S: +OK",
+];
+
+fn logged_in(rest: &[&str]) -> BTreeSet<&'static str> {
+    let script: Vec<&str> = LOGIN.iter().chain(rest).copied().collect();
+    run(&script)
+}
+
+fn only(id: &'static str) -> BTreeSet<&'static str> {
+    BTreeSet::from([id])
+}
+
+#[test]
+fn clean_realistic_session() {
+    let got = logged_in(&[
+        "C: CAPA",
+        "S: +OK Capability list follows|TOP|UIDL|USER|.",
+        "C: STAT",
+        "S: +OK 2 38",
+        "C: LIST",
+        "S: +OK 2 messages|1 20|2 18|.",
+        "C: UIDL",
+        "S: +OK|1 a1|2 b2|.",
+        "C: RETR 1",
+        "S: +OK 20 octets|Subject: x||..dot|.",
+        "C: TOP 2 0",
+        "S: +OK|Subject: y|.",
+        "C: DELE 1",
+        "S: +OK deleted",
+        "C: RETR 1",
+        "S: -ERR no such message",
+        "C: STAT",
+        "S: +OK 1 18",
+        "C: LIST",
+        "S: +OK|2 18|.",
+        "C: UIDL",
+        "S: +OK|2 b2|.",
+        "C: RSET",
+        "S: +OK",
+        "C: LIST 1",
+        "S: +OK 1 20",
+        "C: UIDL 1",
+        "S: +OK 1 a1",
+        "C: NOOP",
+        "S: +OK",
+        "C: USER bob",
+        "S: -ERR already logged in",
+        "C: QUIT",
+        "S: +OK bye",
+    ]);
+    assert_eq!(got, BTreeSet::new());
+}
+
+#[test]
+fn clean_sasl_login_and_pipelining() {
+    let got = run(&[
+        "S: +OK ready",
+        "C: STAT",
+        "S: -ERR log in first",
+        "C: AUTH PLAIN",
+        "S: + ",
+        "C: AGFsaWNlAHB3",
+        "S: +OK logged in",
+        "C: STAT",
+        "C: LIST",
+        "C: UIDL 1",
+        "S: +OK 1 5",
+        "S: +OK|1 5|.",
+        "S: +OK 1 u-1",
+        "C: AUTH",
+        "S: +OK|PLAIN|.",
+    ]);
+    assert_eq!(got, BTreeSet::new());
+}
+
+#[test]
+fn status_indicator_case_and_stray_continuation() {
+    assert_eq!(
+        logged_in(&["C: NOOP", "S: +ok"]),
+        only("pop3.syntax.status")
+    );
+    assert_eq!(
+        logged_in(&["C: NOOP", "S: + go on"]),
+        only("pop3.syntax.status")
+    );
+    assert_eq!(run(&["S: OK ready"]), only("pop3.syntax.status"));
+}
+
+#[test]
+fn bare_lf() {
+    assert_eq!(
+        logged_in(&["C: NOOP", "RAW: +OK\n"]),
+        only("pop3.syntax.crlf")
+    );
+}
+
+#[test]
+fn missed_dot_stuffing() {
+    assert_eq!(
+        logged_in(&["C: RETR 1", "S: +OK|a|.hidden|."]),
+        only("pop3.multiline.dot-stuffing")
+    );
+}
+
+#[test]
+fn negative_greeting() {
+    assert_eq!(run(&["S: -ERR go away"]), only("pop3.greeting"));
+}
+
+#[test]
+fn transaction_command_before_login() {
+    assert_eq!(
+        run(&["S: +OK", "C: STAT", "S: +OK 0 0"]),
+        only("pop3.state.authorization")
+    );
+    assert_eq!(
+        run(&[
+            "S: +OK",
+            "C: USER a",
+            "S: +OK",
+            "C: PASS bad",
+            "S: -ERR",
+            "C: NOOP",
+            "S: +OK"
+        ]),
+        only("pop3.state.authorization")
+    );
+}
+
+#[test]
+fn login_command_after_login() {
+    assert_eq!(
+        logged_in(&["C: USER bob", "S: +OK"]),
+        only("pop3.state.transaction")
+    );
+    assert_eq!(
+        logged_in(&["C: STLS", "S: +OK"]),
+        only("pop3.state.transaction")
+    );
+}
+
+#[test]
+fn deleted_message_referenced_or_listed() {
+    for access in ["RETR 2", "TOP 2 0", "LIST 2", "UIDL 2", "DELE 2"] {
+        let got = logged_in(&[
+            "C: DELE 2",
+            "S: +OK",
+            &format!("C: {access}"),
+            "S: +OK 2 5|.",
+        ]);
+        assert_eq!(got, only("pop3.dele.deleted"), "{access}");
+    }
+    assert_eq!(
+        logged_in(&["C: DELE 2", "S: +OK", "C: LIST", "S: +OK|1 5|2 6|."]),
+        only("pop3.dele.deleted")
+    );
+    assert_eq!(
+        logged_in(&["C: DELE 2", "S: +OK", "C: UIDL", "S: +OK|1 a|2 b|."]),
+        only("pop3.dele.deleted")
+    );
+    // RSET brings it back.
+    assert_eq!(
+        logged_in(&[
+            "C: DELE 2",
+            "S: +OK",
+            "C: RSET",
+            "S: +OK",
+            "C: RETR 2",
+            "S: +OK|x|."
+        ]),
+        BTreeSet::new()
+    );
+}
+
+#[test]
+fn unique_id_syntax_and_uniqueness() {
+    assert_eq!(
+        logged_in(&["C: UIDL", "S: +OK|1 same|2 same|."]),
+        only("pop3.uidl.unique")
+    );
+    let long = format!("C: UIDL 1\nS: +OK 1 {}", "x".repeat(71));
+    let steps: Vec<&str> = long.lines().collect();
+    assert_eq!(logged_in(&steps), only("pop3.uidl.syntax"));
+    assert_eq!(
+        logged_in(&["C: UIDL", "S: +OK|1 caf\u{e9}|."]),
+        only("pop3.uidl.syntax")
+    );
+}
+
+#[test]
+fn list_size_against_retr() {
+    assert_eq!(
+        logged_in(&["C: LIST 1", "S: +OK 1 10", "C: RETR 1", "S: +OK|abc|."]),
+        only("pop3.size.list-retr")
+    );
+    // Either order; and the exact count passes (`abc` CRLF `.x` CRLF = 5 + 4).
+    assert_eq!(
+        logged_in(&["C: RETR 1", "S: +OK|abc|..x|.", "C: LIST", "S: +OK|1 8|."]),
+        only("pop3.size.list-retr")
+    );
+    assert_eq!(
+        logged_in(&["C: RETR 1", "S: +OK|abc|..x|.", "C: LIST", "S: +OK|1 9|."]),
+        BTreeSet::new()
+    );
+}
+
+#[test]
+fn stat_against_list() {
+    assert_eq!(
+        logged_in(&["C: STAT", "S: +OK 2 30", "C: LIST", "S: +OK|1 10|2 10|."]),
+        only("pop3.size.stat-list")
+    );
+    // A DELE in between makes them incomparable.
+    assert_eq!(
+        logged_in(&[
+            "C: LIST",
+            "S: +OK|1 10|2 10|.",
+            "C: DELE 1",
+            "S: +OK",
+            "C: STAT",
+            "S: +OK 1 10"
+        ]),
+        BTreeSet::new()
+    );
+}
+
+#[test]
+fn garbage_never_panics() {
+    let mut c = Pop3Checks::new(SharedModel::default());
+    for raw in [
+        "",
+        "\n",
+        ".\r\n",
+        "+OK\r\n.\r\n",
+        "+OK\r\n\r\n.\r\n",
+        "\u{0}\r\n",
+    ] {
+        let r = reply(raw);
+        c.client_line("y", b"\xff\xfe");
+        c.client_line("y", b"LIST");
+        let _ = c.server_reply("y", &r);
+        let _ = c.server_reply("y", &r);
+    }
+    assert!(c.session_closed("y").is_empty());
+}
+
+#[test]
+fn every_rule_is_documented() {
+    let doc = include_str!("../../../docs/checks.md");
+    for rule in ALL {
+        assert!(
+            doc.contains(&format!("`{}`", rule.id)),
+            "docs/checks.md misses {}",
+            rule.id
+        );
+    }
+    let ids: BTreeSet<&str> = ALL.iter().map(|r| r.id).collect();
+    assert_eq!(ids.len(), ALL.len(), "duplicate rule id");
+}
