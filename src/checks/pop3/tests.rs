@@ -329,3 +329,188 @@ fn every_rule_is_documented() {
     let ids: BTreeSet<&str> = ALL.iter().map(|r| r.id).collect();
     assert_eq!(ids.len(), ALL.len(), "duplicate rule id");
 }
+
+// ---------------------------------------------------------------- the reference server
+
+mod live {
+    use std::time::Duration;
+
+    use mailtape_proto::pop3::{Framed, ReplyFramer};
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    /// Generous: the server is in-process on loopback.
+    const WAIT: Duration = Duration::from_secs(10);
+    const MAX_REPLY: usize = 1 << 20;
+
+    /// Delivers one message to alice over plain SMTP.
+    async fn deliver(addr: std::net::SocketAddr, body: &str) {
+        let s = TcpStream::connect(addr).await.expect("smtp connect");
+        let (r, mut w) = s.into_split();
+        let mut r = BufReader::new(r);
+        let mut line = String::new();
+        // Reads one whole reply (continuation lines `ddd-`).
+        async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, line: &mut String) {
+            loop {
+                line.clear();
+                r.read_line(line).await.expect("smtp read");
+                assert!(!line.is_empty(), "smtp closed");
+                if line.as_bytes().get(3) != Some(&b'-') {
+                    return;
+                }
+            }
+        }
+        reply(&mut r, &mut line).await;
+        for cmd in [
+            "EHLO t\r\n".to_string(),
+            "MAIL FROM:<t@example.test>\r\n".into(),
+            "RCPT TO:<alice@example.test>\r\n".into(),
+            "DATA\r\n".into(),
+            format!("{body}.\r\n"),
+            "QUIT\r\n".into(),
+        ] {
+            w.write_all(cmd.as_bytes()).await.expect("smtp write");
+            reply(&mut r, &mut line).await;
+            assert!(!line.starts_with('4') && !line.starts_with('5'), "{line}");
+        }
+    }
+
+    /// Runs `commands` one at a time against the server, feeding every line and reply to
+    /// `checks`, and returns the violations.
+    async fn session(
+        checks: &mut Pop3Checks,
+        name: &str,
+        addr: std::net::SocketAddr,
+        commands: &[&str],
+    ) -> (Vec<Violation>, Vec<LineReply>) {
+        let mut s = TcpStream::connect(addr).await.expect("pop3 connect");
+        let mut framer = ReplyFramer::new(MAX_REPLY);
+        let mut out = Vec::new();
+        let mut replies = Vec::new();
+        checks.session_opened(name, "alice");
+        framer.expect(Expect::SingleLine);
+        let mut buf = vec![0u8; 4096];
+        let mut read = async |s: &mut TcpStream, framer: &mut ReplyFramer| loop {
+            if let Ok(Framed::Reply(r)) = framer.next_reply() {
+                return r;
+            }
+            let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+                .await
+                .expect("pop3 reply in time")
+                .expect("pop3 read");
+            assert!(n > 0, "pop3 closed");
+            framer.feed(&buf[..n]);
+        };
+        let to_line_reply = |r: mailtape_proto::pop3::Reply| {
+            let mut lines = vec![r.status_line().to_vec()];
+            let status = lines[0].strip_suffix(b"\r\n").map(<[u8]>::to_vec);
+            lines[0] = status.unwrap_or_else(|| lines[0].clone());
+            if let Some(body) = &r.lines {
+                lines.extend(body.iter().cloned());
+                lines.push(b".".to_vec());
+            }
+            LineReply {
+                kind: match r.status {
+                    ReplyStatus::Ok => ReplyKind::Positive,
+                    ReplyStatus::Err => ReplyKind::Negative,
+                    ReplyStatus::Continuation => ReplyKind::Intermediate,
+                    _ => ReplyKind::Malformed,
+                },
+                line_ending: if r.bare_lf() {
+                    LineEnding::Lf
+                } else {
+                    LineEnding::Crlf
+                },
+                raw: r.raw,
+                lines,
+                code: 0,
+            }
+        };
+        let greeting = read(&mut s, &mut framer).await;
+        out.extend(checks.server_reply(name, &to_line_reply(greeting)));
+        for cmd in commands {
+            let line = format!("{cmd}\r\n");
+            let shape = parse_command(line.as_bytes()).map_or(Expect::SingleLine, |c| c.expect());
+            framer.expect(shape);
+            out.extend(checks.client_line(name, line.as_bytes()));
+            s.write_all(line.as_bytes()).await.expect("pop3 write");
+            let r = to_line_reply(read(&mut s, &mut framer).await);
+            out.extend(checks.server_reply(name, &r));
+            replies.push(r);
+        }
+        out.extend(checks.session_closed(name));
+        (out, replies)
+    }
+
+    #[tokio::test]
+    async fn reference_server_sessions_are_clean() {
+        let config = reference_server::Config {
+            imap: None,
+            imaps: None,
+            pop3s: None,
+            submission: None,
+            ..reference_server::Config::default()
+        };
+        let running = reference_server::start(config).await.expect("start");
+        let (Some(pop3), Some(smtp)) = (running.pop3, running.smtp) else {
+            panic!("no listeners");
+        };
+        deliver(smtp, "Subject: one\r\n\r\n..starts with a dot\r\nplain\r\n").await;
+        deliver(smtp, "Subject: two\r\n\r\nsecond\r\n").await;
+        let mut checks = Pop3Checks::new(SharedModel::default());
+        let (mut all, replies) = session(
+            &mut checks,
+            "a",
+            pop3,
+            &[
+                "CAPA",
+                "STAT",
+                "USER alice",
+                "PASS alicepw",
+                "STAT",
+                "LIST",
+                "UIDL",
+                "RETR 1",
+                "RETR 2",
+                "LIST 1",
+                "UIDL 2",
+                "TOP 1 0",
+                "DELE 1",
+                "RETR 1",
+                "LIST",
+                "UIDL",
+                "STAT",
+                "USER alice",
+                "RSET",
+                "LIST",
+                "STAT",
+                "NOOP",
+                "QUIT",
+            ],
+        )
+        .await;
+        // The session really reached the messages: RETR 1 (the 8th command) returned the
+        // stuffed line, so the size and stuffing rules were exercised.
+        assert!(replies[4].lines[0].starts_with(b"+OK 2 "), "STAT");
+        assert!(replies[7].lines.contains(&b".starts with a dot".to_vec()));
+        let (second, replies) = session(
+            &mut checks,
+            "b",
+            pop3,
+            &[
+                "AUTH PLAIN AGFsaWNlAGFsaWNlcHc=",
+                "STAT",
+                "LIST",
+                "RETR 1",
+                "QUIT",
+            ],
+        )
+        .await;
+        all.extend(second);
+        assert_eq!(replies[0].kind, ReplyKind::Positive, "AUTH PLAIN");
+        assert_eq!(all, Vec::new());
+        running.shutdown().await;
+    }
+}
