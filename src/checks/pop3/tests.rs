@@ -345,8 +345,8 @@ mod live {
     const WAIT: Duration = Duration::from_secs(10);
     const MAX_REPLY: usize = 1 << 20;
 
-    /// Delivers one message to alice over plain SMTP.
-    async fn deliver(addr: std::net::SocketAddr, body: &str) {
+    /// Delivers one message to alice over plain SMTP (`hello` = `EHLO`) or LMTP (`LHLO`).
+    async fn deliver(addr: std::net::SocketAddr, hello: &str, body: &str) {
         let s = TcpStream::connect(addr).await.expect("smtp connect");
         let (r, mut w) = s.into_split();
         let mut r = BufReader::new(r);
@@ -364,7 +364,7 @@ mod live {
         }
         reply(&mut r, &mut line).await;
         for cmd in [
-            "EHLO t\r\n".to_string(),
+            format!("{hello} t\r\n"),
             "MAIL FROM:<t@example.test>\r\n".into(),
             "RCPT TO:<alice@example.test>\r\n".into(),
             "DATA\r\n".into(),
@@ -444,21 +444,9 @@ mod live {
         (out, replies)
     }
 
-    #[tokio::test]
-    async fn reference_server_sessions_are_clean() {
-        let config = reference_server::Config {
-            imap: None,
-            imaps: None,
-            pop3s: None,
-            submission: None,
-            ..reference_server::Config::default()
-        };
-        let running = reference_server::start(config).await.expect("start");
-        let (Some(pop3), Some(smtp)) = (running.pop3, running.smtp) else {
-            panic!("no listeners");
-        };
-        deliver(smtp, "Subject: one\r\n\r\n..starts with a dot\r\nplain\r\n").await;
-        deliver(smtp, "Subject: two\r\n\r\nsecond\r\n").await;
+    /// Two sessions over alice's two fresh messages (the first has a line starting with `.`),
+    /// touching every rule's territory; no violation may come out.
+    async fn exercise(pop3: std::net::SocketAddr) {
         let mut checks = Pop3Checks::new(SharedModel::default());
         let (mut all, replies) = session(
             &mut checks,
@@ -510,7 +498,72 @@ mod live {
         .await;
         all.extend(second);
         assert_eq!(replies[0].kind, ReplyKind::Positive, "AUTH PLAIN");
+        // Leave the maildrop empty, so the test can run again on the same server.
+        let (third, _) = session(
+            &mut checks,
+            "c",
+            pop3,
+            &[
+                "USER alice",
+                "PASS alicepw",
+                "DELE 1",
+                "DELE 2",
+                "STAT",
+                "LIST",
+                "QUIT",
+            ],
+        )
+        .await;
+        all.extend(third);
         assert_eq!(all, Vec::new());
+    }
+
+    /// The same against the CI Dovecot (`ci/dovecot.sh start`, then `eval "$(ci/dovecot.sh
+    /// env)"`); skipped when it is not configured. Alice's maildrop must start empty; the test
+    /// empties it again.
+    #[tokio::test]
+    async fn dovecot_sessions_are_clean() {
+        let (Ok(pop3), Ok(lmtp)) = (
+            std::env::var("MAILTAPE_POP3CHECKS_DOVECOT_POP3"),
+            std::env::var("MAILTAPE_POP3CHECKS_DOVECOT_LMTP"),
+        ) else {
+            eprintln!("SKIP: MAILTAPE_POP3CHECKS_DOVECOT_POP3/_LMTP (host:port) are not set");
+            return;
+        };
+        let (Ok(pop3), Ok(lmtp)) = (pop3.parse(), lmtp.parse()) else {
+            panic!("MAILTAPE_POP3CHECKS_DOVECOT_POP3/_LMTP must be host:port");
+        };
+        deliver(
+            lmtp,
+            "LHLO",
+            "Subject: one\r\n\r\n..starts with a dot\r\nplain\r\n",
+        )
+        .await;
+        deliver(lmtp, "LHLO", "Subject: two\r\n\r\nsecond\r\n").await;
+        exercise(pop3).await;
+    }
+
+    #[tokio::test]
+    async fn reference_server_sessions_are_clean() {
+        let config = reference_server::Config {
+            imap: None,
+            imaps: None,
+            pop3s: None,
+            submission: None,
+            ..reference_server::Config::default()
+        };
+        let running = reference_server::start(config).await.expect("start");
+        let (Some(pop3), Some(smtp)) = (running.pop3, running.smtp) else {
+            panic!("no listeners");
+        };
+        deliver(
+            smtp,
+            "EHLO",
+            "Subject: one\r\n\r\n..starts with a dot\r\nplain\r\n",
+        )
+        .await;
+        deliver(smtp, "EHLO", "Subject: two\r\n\r\nsecond\r\n").await;
+        exercise(pop3).await;
         running.shutdown().await;
     }
 }
