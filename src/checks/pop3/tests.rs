@@ -146,6 +146,24 @@ fn clean_sasl_login_and_pipelining() {
 }
 
 #[test]
+fn unparsed_and_cancelled_lines_keep_replies_aligned() {
+    // A bad command and a cancelled AUTH each take one reply; the STAT after login is then
+    // matched to its own `+OK`, and a later STAT before any login would still be caught.
+    let got = run(&[
+        "S: +OK",
+        "C: LIST abc",
+        "S: -ERR bad argument",
+        "C: AUTH PLAIN",
+        "S: + ",
+        "C: *",
+        "S: -ERR cancelled",
+        "C: STAT",
+        "S: +OK 0 0",
+    ]);
+    assert_eq!(got, only("pop3.state.authorization"));
+}
+
+#[test]
 fn status_indicator_case_and_stray_continuation() {
     assert_eq!(
         logged_in(&["C: NOOP", "S: +ok"]),
