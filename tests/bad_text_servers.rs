@@ -161,3 +161,50 @@ async fn healthy_fakes_pass() {
         o.violations
     );
 }
+
+#[tokio::test]
+async fn a_deleted_message_still_listed_is_caught() {
+    let o = run(
+        Protocol::Pop3,
+        b"+OK fake ready\r\n",
+        "",
+        "C: DELE 1\nS: +OK\nC: LIST\nS: +OK",
+        // The fault: after DELE 1, the listing still shows message 1.
+        pop3,
+    )
+    .await;
+    assert!(rules(&o).contains(&"pop3.dele.deleted"), "{:?}", o.violations);
+}
+
+#[tokio::test]
+async fn a_pop3_listing_with_a_duplicate_unique_id_is_caught() {
+    let o = run(
+        Protocol::Pop3,
+        b"+OK fake ready\r\n",
+        "",
+        "C: UIDL\nS: +OK",
+        |l| match l.text {
+            "UIDL" => b"+OK\r\n1 same\r\n2 same\r\n.\r\n".to_vec(),
+            _ => pop3(l),
+        },
+    )
+    .await;
+    assert!(rules(&o).contains(&"pop3.uidl.unique"), "{:?}", o.violations);
+}
+
+#[tokio::test]
+async fn a_pop3_list_size_that_retr_contradicts_is_caught() {
+    let o = run(
+        Protocol::Pop3,
+        b"+OK fake ready\r\n",
+        "",
+        "C: LIST 1\nS: +OK 1 120\nC: RETR 1\nS: +OK",
+        |l| match l.text {
+            // 11 octets with CRLF, not the 120 LIST announced.
+            "RETR 1" => b"+OK\r\nSubject: x\r\n.\r\n".to_vec(),
+            _ => pop3(l),
+        },
+    )
+    .await;
+    assert!(rules(&o).contains(&"pop3.size.list-retr"), "{:?}", o.violations);
+}
