@@ -2,6 +2,7 @@
 //! CONTRACT STUB for the types; the checks helper fills in `imap`.
 
 pub mod imap;
+pub mod smtp;
 
 use crate::script::Loc;
 
