@@ -390,3 +390,84 @@ fn every_rule_is_documented() {
         );
     }
 }
+
+/// The bundled reference server, driven over loopback, comes out clean: plain and under TLS,
+/// pipelined, with sequence errors the server rightly refuses.
+#[tokio::test]
+async fn reference_server_session_is_clean() {
+    use crate::net::{Stream, TlsClient};
+    use crate::proto::line::LineConnection;
+    use crate::target::TlsOptions;
+    use std::time::Duration;
+
+    const WAIT: Duration = Duration::from_secs(10);
+    let running = reference_server::start(reference_server::Config::default())
+        .await
+        .expect("reference server starts");
+    let addr = running.smtp.expect("SMTP listener");
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut conn = LineConnection::smtp(Stream::Plain(tcp), WAIT);
+    let tls = TlsClient::new(&TlsOptions {
+        ca_file: None,
+        extra_roots: Vec::new(),
+        insecure: true,
+    })
+    .expect("TLS client");
+    let mut checks = SmtpChecks::new();
+    checks.session_opened(S);
+    let mut seen = Vec::new();
+    let mut codes = Vec::new();
+
+    let greeting = conn.read_reply(WAIT).await.expect("greeting");
+    seen.extend(checks.server_reply(S, &greeting));
+    // Each batch is sent at once (pipelined), then its replies are read in order; content
+    // lines are marked `in_data`.
+    let batches: &[&[(&str, bool)]] = &[
+        &[("EHLO client.test", false)],
+        &[("RCPT TO:<alice@example.test>", false)],
+        &[("DATA", false)],
+        &[("STARTTLS", false)],
+        &[("EHLO client.test", false)],
+        &[("AUTH PLAIN AGFsaWNlAGFsaWNlcHc=", false)],
+        &[
+            ("MAIL FROM:<s@elsewhere.test>", false),
+            ("RCPT TO:<nobody@example.test>", false),
+            ("RCPT TO:<alice@example.test>", false),
+            ("DATA", false),
+        ],
+        &[("Subject: t", true), ("", true), ("..x", true), (".", true)],
+        &[("MAIL FROM:<s@elsewhere.test>", false)],
+        &[("MAIL FROM:<s@elsewhere.test>", false)],
+        &[("RSET", false), ("NOOP", false), ("HELP", false)],
+        &[("HELO client.test", false), ("NOOP", false)],
+        &[("QUIT", false)],
+    ];
+    for batch in batches {
+        for (line, in_data) in *batch {
+            let bytes = format!("{line}\r\n");
+            seen.extend(checks.client_line(S, bytes.as_bytes(), *in_data));
+            conn.send(bytes.as_bytes()).await.expect("send");
+        }
+        // Content lines get one reply, after the final ".".
+        let replies = if batch[0].1 { 1 } else { batch.len() };
+        for _ in 0..replies {
+            let r = conn.read_reply(WAIT).await.expect("reply");
+            codes.push(r.code);
+            seen.extend(checks.server_reply(S, &r));
+        }
+        if batch[0].0 == "STARTTLS" {
+            conn.starttls(&tls, "localhost").await.expect("TLS");
+        }
+    }
+    seen.extend(checks.session_closed(S));
+    // The exchange went as planned: sequence errors refused, the message accepted.
+    assert_eq!(
+        codes,
+        [
+            250, 503, 503, 220, 250, 235, 250, 550, 250, 354, 250, 250, 503, 250, 250, 214, 250,
+            250, 221
+        ]
+    );
+    assert_eq!(seen, vec![]);
+    running.shutdown().await;
+}
