@@ -364,6 +364,9 @@ impl SmtpChecks {
                 s.tls = true;
                 s.enhanced = false;
                 s.reset_transaction();
+                // Commands pipelined behind STARTTLS are discarded unanswered (RFC 3207 4.2,
+                // the CVE-2011-0411 defence; Postfix does so): nothing is owed for them.
+                s.pending.clear();
             }
             Cmd::Quit if code != 221 => out.push(QUIT_REPLY.violation(
                 session,

@@ -173,6 +173,23 @@ fn reference_like_session_is_clean() {
 }
 
 #[test]
+fn commands_pipelined_behind_starttls_are_dropped() {
+    // Postfix drops the plaintext RSET sent in the same write as STARTTLS; the next reply
+    // answers the DATA sent under TLS (matched to RSET, QUIT's 221 would answer DATA).
+    let v = run(&[
+        R("220 ok"),
+        C("STARTTLS"),
+        C("RSET"),
+        R("220 2.0.0 Ready to start TLS"),
+        C("DATA"),
+        R("503 5.5.1 Error: need RCPT command"),
+        C("QUIT"),
+        R("221 2.0.0 Bye"),
+    ]);
+    assert_eq!(v, vec![]);
+}
+
+#[test]
 fn bad_reply_syntax() {
     let v = run(&[R("220 ok"), C("NOOP"), R("25O ok")]);
     assert_eq!(ids(&v), ["smtp.reply.syntax"]);
