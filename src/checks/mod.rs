@@ -1,5 +1,4 @@
 //! Always-on protocol checks. Pure: events in, violations out; no I/O, no printing.
-//! CONTRACT STUB for the types; the checks helper fills in `imap`.
 
 pub mod imap;
 pub mod pop3;
