@@ -173,7 +173,11 @@ async fn a_deleted_message_still_listed_is_caught() {
         pop3,
     )
     .await;
-    assert!(rules(&o).contains(&"pop3.dele.deleted"), "{:?}", o.violations);
+    assert!(
+        rules(&o).contains(&"pop3.dele.deleted"),
+        "{:?}",
+        o.violations
+    );
 }
 
 #[tokio::test]
@@ -189,7 +193,11 @@ async fn a_pop3_listing_with_a_duplicate_unique_id_is_caught() {
         },
     )
     .await;
-    assert!(rules(&o).contains(&"pop3.uidl.unique"), "{:?}", o.violations);
+    assert!(
+        rules(&o).contains(&"pop3.uidl.unique"),
+        "{:?}",
+        o.violations
+    );
 }
 
 #[tokio::test]
@@ -206,5 +214,65 @@ async fn a_pop3_list_size_that_retr_contradicts_is_caught() {
         },
     )
     .await;
-    assert!(rules(&o).contains(&"pop3.size.list-retr"), "{:?}", o.violations);
+    assert!(
+        rules(&o).contains(&"pop3.size.list-retr"),
+        "{:?}",
+        o.violations
+    );
+}
+
+#[tokio::test]
+async fn rcpt_before_mail_answered_250_is_caught() {
+    // The fake's fault: it accepts RCPT with no MAIL (RFC 5321 4.1.4 wants 503).
+    let o = run(
+        Protocol::Smtp,
+        b"220 fake.test ESMTP\r\n",
+        NOT_AUTHENTICATED,
+        "S: 220\nC: EHLO client.test\nS: 250\nC: RCPT TO:<b@example.test>\nS: 250",
+        smtp,
+    )
+    .await;
+    assert!(
+        rules(&o).contains(&"smtp.sequence.rcpt-without-mail"),
+        "{:?}",
+        o.violations
+    );
+}
+
+#[tokio::test]
+async fn mixed_codes_in_a_multi_line_reply_are_caught() {
+    let o = run(
+        Protocol::Smtp,
+        b"220 fake.test ESMTP\r\n",
+        NOT_AUTHENTICATED,
+        "S: 220\nC: EHLO client.test\nS: 250-fake.test",
+        |l| match l.text {
+            t if t.starts_with("EHLO") => {
+                b"250-fake.test\r\n251-PIPELINING\r\n250 8BITMIME\r\n".to_vec()
+            }
+            _ => smtp(l),
+        },
+    )
+    .await;
+    assert!(
+        rules(&o).contains(&"smtp.reply.same-code"),
+        "{:?}",
+        o.violations
+    );
+}
+
+#[tokio::test]
+async fn smtp_replies_ending_in_bare_lf_are_caught() {
+    let o = run(
+        Protocol::Smtp,
+        b"220 fake.test ESMTP\r\n",
+        NOT_AUTHENTICATED,
+        "S: 220\nC: NOOP\nS: 250",
+        |l| match l.text {
+            "NOOP" => b"250 2.0.0 ok\n".to_vec(),
+            _ => smtp(l),
+        },
+    )
+    .await;
+    assert!(rules(&o).contains(&"smtp.reply.crlf"), "{:?}", o.violations);
 }
