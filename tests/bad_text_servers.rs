@@ -276,3 +276,32 @@ async fn smtp_replies_ending_in_bare_lf_are_caught() {
     .await;
     assert!(rules(&o).contains(&"smtp.reply.crlf"), "{:?}", o.violations);
 }
+
+#[tokio::test]
+async fn unstable_unique_ids_are_caught() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // The fake's fault: every UIDL gives message 1 a new unique-id.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let o = run(
+        Protocol::Pop3,
+        b"+OK fake ready\r\n",
+        "",
+        "C: UIDL\nS: +OK\nC: UIDL 1\nS: +OK",
+        move |l| {
+            if l.text.starts_with("UIDL") {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                return match l.text {
+                    "UIDL" => format!("+OK\r\n1 uid-{n}\r\n.\r\n").into_bytes(),
+                    _ => format!("+OK 1 uid-{n}\r\n").into_bytes(),
+                };
+            }
+            pop3(l)
+        },
+    )
+    .await;
+    assert!(
+        rules(&o).contains(&"pop3.uidl.stable"),
+        "{:?}",
+        o.violations
+    );
+}

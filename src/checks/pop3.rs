@@ -78,6 +78,8 @@ struct Session {
     /// no deletion happened between them.
     generation: u64,
     sizes: BTreeMap<u32, Sizes>,
+    /// The unique-id each message had when UIDL first named it in this session.
+    uids: BTreeMap<u32, Vec<u8>>,
     stat: Option<Totals>,
     listing: Option<Totals>,
 }
@@ -92,6 +94,7 @@ impl Session {
             deleted: BTreeSet::new(),
             generation: 0,
             sizes: BTreeMap::new(),
+            uids: BTreeMap::new(),
             stat: None,
             listing: None,
         }
@@ -383,9 +386,10 @@ fn check_positive(
             }
         }
         Command::List { msg: None } if multiline => list_all(s, session, reply, out),
-        Command::Uidl { msg: Some(_) } => {
+        Command::Uidl { msg: Some(n) } => {
             if let Some((_, uid)) = two_words(status_text(reply)) {
                 check_uid(session, reply, uid, out);
+                record_uid(s, session, reply, *n, uid, out);
             }
         }
         Command::Uidl { msg: None } if multiline => uidl_all(s, session, reply, out),
@@ -471,6 +475,7 @@ fn uidl_all(s: &mut Session, session: &str, reply: &LineReply, out: &mut Vec<Vio
             ));
         }
         check_uid(session, reply, uid, out);
+        record_uid(s, session, reply, n, uid, out);
         if let Some(first) = seen.insert(uid, n)
             && first != n
         {
@@ -482,6 +487,33 @@ fn uidl_all(s: &mut Session, session: &str, reply: &LineReply, out: &mut Vec<Vio
                 ),
                 &reply.raw,
             ));
+        }
+    }
+}
+
+/// Message numbers are fixed for the whole session (RFC 1939 5), so a message that UIDL names
+/// twice must have the same unique-id both times (RFC 1939 7: it persists).
+fn record_uid(
+    s: &mut Session,
+    session: &str,
+    reply: &LineReply,
+    n: u32,
+    uid: &[u8],
+    out: &mut Vec<Violation>,
+) {
+    match s.uids.get(&n) {
+        Some(first) if first.as_slice() != uid => out.push(rules::UIDL_STABLE.violation(
+            session,
+            format!(
+                "message {n} had the unique-id {:?}, now {:?}",
+                String::from_utf8_lossy(first),
+                String::from_utf8_lossy(uid)
+            ),
+            &reply.raw,
+        )),
+        Some(_) => {}
+        None => {
+            s.uids.insert(n, uid.to_vec());
         }
     }
 }

@@ -91,6 +91,11 @@ pub const UIDL_UNIQUE: Rule = must(
     "RFC 1939 7",
     "no two messages of a maildrop share a unique-id",
 );
+pub const UIDL_STABLE: Rule = must(
+    "pop3.uidl.stable",
+    "RFC 1939 7",
+    "a message keeps its unique-id: UIDL never names one message with two ids",
+);
 pub const SIZE_LIST_RETR: Rule = must(
     "pop3.size.list-retr",
     "RFC 1939 5, 11",
@@ -113,6 +118,7 @@ pub const ALL: &[Rule] = &[
     DELETED,
     UIDL_SYNTAX,
     UIDL_UNIQUE,
+    UIDL_STABLE,
     SIZE_LIST_RETR,
     SIZE_STAT_LIST,
 ];
