@@ -374,6 +374,18 @@ async fn every_sequencing_error_gets_503() {
     running.shutdown().await;
 }
 
+/// RSET (RFC 5321 4.1.1.5) and STARTTLS (RFC 3207 4) take no parameters: 501, and the
+/// session goes on.
+#[tokio::test]
+async fn commands_without_parameters_refuse_them() {
+    let running = server_with(SmtpLimits::default()).await;
+    let mut c = Smtp::ehlo(running.smtp.expect("smtp")).await;
+    assert!(c.one("RSET now").await.starts_with("501 5.5.4 "));
+    assert!(c.one("STARTTLS please").await.starts_with("501 5.5.4 "));
+    assert_eq!(c.one("RSET").await, "250 2.0.0 Reset OK");
+    running.shutdown().await;
+}
+
 #[tokio::test]
 async fn syntax_and_unknown_commands() {
     let running = server_with(SmtpLimits::default()).await;

@@ -296,6 +296,23 @@ impl Session {
             }
         };
         debug!(command = request.name(), "command");
+        // RFC 5321 4.1.1.5 (`rset = "RSET" CRLF`) and RFC 3207 4 (`STARTTLS` with a
+        // parameter gets 501): these take nothing after the verb.
+        if matches!(request, Request::Rset | Request::StartTls)
+            && line
+                .split(|b| b.is_ascii_whitespace())
+                .filter(|w| !w.is_empty())
+                .count()
+                > 1
+        {
+            let reply = Reply::new(
+                501,
+                esc::BAD_ARGS,
+                format!("{} takes no parameters", request.name()),
+            );
+            self.reply(conn, reply);
+            return Ok(None);
+        }
         let reply = match request {
             Request::Ehlo { host } => {
                 self.hello(conn, host.into_owned(), true);
