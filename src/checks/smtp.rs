@@ -8,42 +8,9 @@ use std::collections::{HashMap, VecDeque};
 
 use smtp_proto::{EXT_ENHANCED_STATUS_CODES, EXT_START_TLS, EhloResponse, Request};
 
-use crate::checks::{Level, Violation};
+pub use crate::checks::Rule;
+use crate::checks::{Violation, must};
 use crate::proto::line::LineReply;
-
-/// One rule the server can break.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    pub id: &'static str,
-    pub level: Level,
-    pub rfc: &'static str,
-    /// One line: what the rule requires.
-    pub summary: &'static str,
-}
-
-impl Rule {
-    /// A violation of this rule seen in `session`, with the offending bytes.
-    pub fn violation(&self, session: &str, message: impl Into<String>, bytes: &[u8]) -> Violation {
-        Violation {
-            rule: self.id,
-            level: self.level,
-            rfc: self.rfc,
-            message: message.into(),
-            session: session.to_string(),
-            bytes: bytes.to_vec(),
-            loc: None,
-        }
-    }
-}
-
-const fn must(id: &'static str, rfc: &'static str, summary: &'static str) -> Rule {
-    Rule {
-        id,
-        level: Level::Must,
-        rfc,
-        summary,
-    }
-}
 
 pub const REPLY_SYNTAX: Rule = must(
     "smtp.reply.syntax",

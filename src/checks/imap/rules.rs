@@ -1,50 +1,8 @@
 //! The catalogue of IMAP rules: one stable id, level and RFC section each. Every violation is
 //! built from an entry here, and docs/checks.md lists the same table.
 
-use crate::checks::{Level, Violation};
-
-/// One rule the server can break.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rule {
-    pub id: &'static str,
-    pub level: Level,
-    pub rfc: &'static str,
-    /// One line: what the rule requires.
-    pub summary: &'static str,
-}
-
-impl Rule {
-    /// A violation of this rule seen in `session`, with the offending bytes.
-    pub fn violation(&self, session: &str, message: impl Into<String>, bytes: &[u8]) -> Violation {
-        Violation {
-            rule: self.id,
-            level: self.level,
-            rfc: self.rfc,
-            message: message.into(),
-            session: session.to_string(),
-            bytes: bytes.to_vec(),
-            loc: None,
-        }
-    }
-}
-
-const fn must(id: &'static str, rfc: &'static str, summary: &'static str) -> Rule {
-    Rule {
-        id,
-        level: Level::Must,
-        rfc,
-        summary,
-    }
-}
-
-const fn should(id: &'static str, rfc: &'static str, summary: &'static str) -> Rule {
-    Rule {
-        id,
-        level: Level::Should,
-        rfc,
-        summary,
-    }
-}
+pub use crate::checks::Rule;
+use crate::checks::{must, should};
 
 pub const SYNTAX_RESPONSE: Rule = must(
     "imap.syntax.response",
