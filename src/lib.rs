@@ -8,6 +8,7 @@
 //! - [`script`]: the scenario language: RON file, transcript script, patterns, captures.
 //! - [`engine`]: runs a scenario against a target, producing a transcript and an outcome.
 //! - [`checks`]: always-on, pure protocol checks; each violation cites its rule and RFC section.
+//! - [`replay`]: replaying a recording against a server and comparing; shrinking a failing one.
 //! - [`report`]: outcomes, snapshots, human / JSON / JUnit output; never decides pass or fail.
 //! - [`exit`]: the exit-code table.
 
@@ -17,6 +18,7 @@ pub mod engine;
 pub mod exit;
 pub mod net;
 pub mod proto;
+pub mod replay;
 pub mod report;
 pub mod script;
 pub mod target;

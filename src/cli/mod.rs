@@ -1,7 +1,9 @@
 //! Command-line interface: clap definitions here, one file per subcommand. No protocol logic.
 
+mod replay;
 mod run;
 mod serve;
+mod shrink;
 
 pub use run::{discover, reference_target};
 
@@ -32,6 +34,12 @@ pub enum Command {
     Run(RunArgs),
     /// Run the bundled reference server until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Replay a recording against a server and compare its answers with the recorded ones.
+    #[command(after_help = replay::EXIT_CODES)]
+    Replay(ReplayArgs),
+    /// Shrink a recording that fails against a server to the fewest commands that still fail.
+    #[command(after_help = shrink::EXIT_CODES)]
+    Shrink(ShrinkArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -103,6 +111,39 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording (a scenario file written by `mailtape record`, or by hand).
+    pub file: PathBuf,
+    /// Where to replay it (without --target: the bundled reference server, in-process).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    pub format: Format,
+    /// Fail on SHOULD-level violations too.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ShrinkArgs {
+    /// The recording that fails against the target.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Keep candidates that violate this rule (e.g. imap.tag.unknown); without it, the same
+    /// set of violated rules, or with no violation the same first difference.
+    #[arg(long, value_name = "RULE")]
+    pub rule: Option<String>,
+    /// Where to write the result (default: FILE's stem + `.min.ron` beside it).
+    #[arg(long, short = 'o', value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// SHOULD-level violations count as failures too.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct ServeArgs {
     /// IMAP listen address (STARTTLS offered).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:1143")]
@@ -171,6 +212,8 @@ pub fn main() -> u8 {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Serve(args) => serve::serve(args).await.map(|()| exit::SUCCESS),
+            Command::Replay(args) => replay::replay(args).await,
+            Command::Shrink(args) => shrink::shrink(args).await,
         }
     });
     match result {

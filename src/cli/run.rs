@@ -55,14 +55,14 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn secs(s: f64, flag: &str) -> Result<Duration, CliError> {
+pub(super) fn secs(s: f64, flag: &str) -> Result<Duration, CliError> {
     Duration::try_from_secs_f64(s)
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| CliError::Config(format!("--{flag} must be a positive number of seconds")))
 }
 
-fn timeouts(args: &TargetArgs) -> Result<Timeouts, CliError> {
+pub(super) fn timeouts(args: &TargetArgs) -> Result<Timeouts, CliError> {
     Ok(Timeouts {
         connect: secs(args.connect_timeout, "connect-timeout")?,
         tls: secs(args.tls_timeout, "tls-timeout")?,
@@ -71,7 +71,7 @@ fn timeouts(args: &TargetArgs) -> Result<Timeouts, CliError> {
 }
 
 /// The targets named on the command line, or none (meaning: the bundled server).
-fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
+pub(super) fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
     let timeouts = timeouts(args)?;
     let tls = TlsOptions {
         ca_file: args.ca_file.clone(),

@@ -74,6 +74,15 @@ pub struct RawOutcome {
     pub text_sessions: Vec<String>,
 }
 
+/// The result of replaying a recording, before it is compared.
+pub struct ReplayRaw {
+    pub outcome: ScenarioOutcome,
+    /// Values of this run that the normalizer must replace (account logins).
+    pub substitutions: Vec<(String, String)>,
+    /// Both sides of every session, and the capture pairs.
+    pub log: crate::replay::log::ReplayLog,
+}
+
 impl TargetRun {
     pub fn new(target: Target, options: RunOptions) -> Result<TargetRun, NetError> {
         let tls = TlsClient::new(&target.tls)?;
@@ -107,6 +116,40 @@ impl TargetRun {
     fn fresh_name(&self, naming: &Naming) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         format!("{}mt-{}-{}", naming.prefix, self.run_id, n)
+    }
+
+    /// Replay a recording (a scenario file written by `mailtape record`): send its client
+    /// lines, read what the server says for each recorded step, run the checks. Problems are
+    /// connection errors and timeouts only; differences are found by `crate::replay`.
+    pub async fn replay(&self, scenario: &Scenario) -> ReplayRaw {
+        let started = Instant::now();
+        let mut run = runner::ScenarioRun::new_replay(self, scenario);
+        run.execute().await;
+        let log = run.take_replay().unwrap_or_default();
+        let runner::Finished {
+            problems,
+            violations,
+            transcript,
+            substitutions,
+            ..
+        } = run.finish();
+        let status = verdict(&problems, &violations, self.options.strict, None);
+        ReplayRaw {
+            outcome: ScenarioOutcome {
+                id: scenario.id.clone(),
+                title: scenario.title.clone(),
+                file: scenario.file.clone(),
+                spec: scenario.spec.clone(),
+                target: self.target.name.clone(),
+                status,
+                problems,
+                violations,
+                transcript,
+                duration: started.elapsed(),
+            },
+            substitutions,
+            log,
+        }
     }
 
     /// Run one scenario to its raw outcome.

@@ -31,6 +31,7 @@ macro_rules! line_sink {
 }
 
 mod line_steps;
+mod replay_steps;
 
 use super::TargetRun;
 use super::expect::{check_step, lossy, satisfiable};
@@ -67,6 +68,9 @@ pub struct ScenarioRun<'a> {
     completed: bool,
     /// Set when the script's own STARTTLS met a certificate nobody said to trust: a skip.
     untrusted: Option<String>,
+    /// Replaying a recording: S lines are recorded messages to compare afterwards, not
+    /// patterns to match (see `replay_steps.rs`).
+    replay: Option<Box<crate::replay::log::ReplayLog>>,
 }
 
 /// A line to send, then optionally a literal: (synchronizing, data).
@@ -102,7 +106,20 @@ impl<'a> ScenarioRun<'a> {
             owner: None,
             completed: false,
             untrusted: None,
+            replay: None,
         }
+    }
+
+    /// A run that replays a recording (`mailtape replay`).
+    pub fn new_replay(run: &'a TargetRun, scenario: &'a Scenario) -> ScenarioRun<'a> {
+        let mut r = ScenarioRun::new(run, scenario);
+        r.replay = Some(Box::default());
+        r
+    }
+
+    /// The replay's log, once the run is over.
+    pub fn take_replay(&mut self) -> Option<crate::replay::log::ReplayLog> {
+        self.replay.take().map(|b| *b)
     }
 
     pub fn finish(mut self) -> Finished {
@@ -171,6 +188,10 @@ impl<'a> ScenarioRun<'a> {
 
     /// Run the whole scenario. `Some(reason)` means it was skipped.
     pub async fn execute(&mut self) -> Option<String> {
+        if self.replay.is_some() {
+            self.execute_replay().await;
+            return None;
+        }
         let mut protocols = vec![self.scenario.protocol];
         protocols.extend(self.scenario.sessions.values().map(|s| s.protocol));
         for p in &protocols {
@@ -398,6 +419,13 @@ impl<'a> ScenarioRun<'a> {
                 "auth_plain".to_string(),
                 Value::Atom(base64::engine::general_purpose::STANDARD.encode(plain)),
             );
+            // SMTP AUTH LOGIN (draft-murchison-sasl-login) sends login and password base64'd.
+            for (var, value) in [("user_b64", &a.login), ("password_b64", &a.password)] {
+                vars.0.insert(
+                    var.to_string(),
+                    Value::Atom(base64::engine::general_purpose::STANDARD.encode(value)),
+                );
+            }
             vars.0.insert(
                 "password".to_string(),
                 Value::String(a.password.into_bytes()),
@@ -413,6 +441,9 @@ impl<'a> ScenarioRun<'a> {
         session: &str,
         lines: &[ExpectLine],
     ) -> Result<Vec<Problem>, Problem> {
+        if self.replay.is_some() {
+            return self.replay_expect(endpoint, protocol, session, lines).await;
+        }
         match protocol {
             Protocol::Imap => self.expect(endpoint, session, lines).await,
             _ => self.line_expect(endpoint, session, lines).await,
@@ -453,7 +484,10 @@ impl<'a> ScenarioRun<'a> {
     /// captures and are bound again for each session.
     fn keep_captures(&mut self, merged: Bindings) {
         for (k, v) in merged.0 {
-            if !matches!(k.as_str(), "user" | "password" | "auth_plain") {
+            if !matches!(
+                k.as_str(),
+                "user" | "password" | "auth_plain" | "user_b64" | "password_b64"
+            ) {
                 self.vars.0.insert(k, v);
             }
         }
@@ -490,7 +524,9 @@ impl<'a> ScenarioRun<'a> {
                 Step::Send { session, messages } => {
                     // A batch with no S lines of its own session right after it waits for all
                     // its completions before the script moves on.
-                    let expect_follows = matches!(steps.get(i + 1), Some(Step::Expect { session: s, .. }) if s == session);
+                    // A replay never waits here: its S lines may come after other sessions' lines.
+                    let expect_follows = self.replay.is_some()
+                        || matches!(steps.get(i + 1), Some(Step::Expect { session: s, .. }) if s == session);
                     if protocol == Protocol::Imap {
                         self.send(endpoint, session, messages, !expect_follows)
                             .await
@@ -587,8 +623,16 @@ impl<'a> ScenarioRun<'a> {
                     session: Some(name.to_string()),
                     message: e.to_string(),
                 })?;
+                let text = match &self.replay {
+                    Some(r) => r.map_client(Protocol::Imap, text),
+                    None => text,
+                };
                 rendered.push(text);
             }
+            let recorded = match self.replay.is_some() {
+                true => m.to_bytes(&vars).ok(),
+                false => None,
+            };
             self.ensure_session(endpoint, name, &m.loc).await?;
             let s = session_mut(&mut self.sessions, name, &m.loc).map_err(|p| *p)?;
             if s.closed {
@@ -642,6 +686,9 @@ impl<'a> ScenarioRun<'a> {
                 violations: &mut self.violations,
             };
             s.sent(&mut sink, false, &whole, Some(&m.loc));
+            if let (Some(r), Some(recorded)) = (self.replay.as_mut(), recorded) {
+                r.client(name, Protocol::Imap, recorded, whole.clone(), &m.loc);
+            }
             for (line, lit) in pieces {
                 let mut bytes = line;
                 bytes.extend_from_slice(b"\r\n");
@@ -655,6 +702,13 @@ impl<'a> ScenarioRun<'a> {
                     if !go {
                         // The server refused the literal with a tagged completion: stop here.
                         break;
+                    }
+                    if self.replay.is_some() {
+                        // A recording has no step for this `+`: the literal's lines absorb it.
+                        if let Some(p) = s.pending.iter().rposition(super::session::is_continuation)
+                        {
+                            s.pending.remove(p);
+                        }
                     }
                 }
                 s.send_raw(data).await.map_err(|e| net(e, name, &m.loc))?;

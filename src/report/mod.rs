@@ -11,6 +11,7 @@ pub mod human;
 pub mod json;
 pub mod junit;
 pub mod normalize;
+pub mod normalize_text;
 pub mod snapshot;
 
 pub use human::{HumanOptions, HumanReporter};

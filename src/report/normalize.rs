@@ -32,10 +32,25 @@ pub const LITERAL_SIZE: &str = "<size>";
 /// `("INBOX.mt-1a2b-append", "{mailbox}")`. Empty values are ignored; where two values
 /// could match at one position, the longer one wins.
 pub fn normalize(transcript: &Transcript, substitutions: &[(String, String)]) -> String {
+    normalize_entries(transcript, substitutions, false).concat()
+}
+
+/// [`normalize`], one text per transcript entry (each one or more whole lines), so that a
+/// caller can tell which message a line of the text came from.
+///
+/// `canonical` also writes what RFC 3501 leaves unordered in one order, for comparing two
+/// servers (a replay): flag lists and capability lists sorted, FETCH attributes sorted by
+/// name, and a quoted string that could be an atom written as the atom.
+pub fn normalize_entries(
+    transcript: &Transcript,
+    substitutions: &[(String, String)],
+    canonical: bool,
+) -> Vec<String> {
     let subs = Substitutions::new(substitutions);
     let mut sessions: Vec<SessionState> = Vec::new();
-    let mut out = String::new();
+    let mut all = Vec::with_capacity(transcript.entries.len());
     for entry in &transcript.entries {
+        let mut out = String::new();
         let state = match sessions.iter().position(|s| s.name == entry.session) {
             Some(i) => &mut sessions[i],
             None => {
@@ -48,10 +63,19 @@ pub fn normalize(transcript: &Transcript, substitutions: &[(String, String)]) ->
             }
         };
         let prefix = line_prefix(&entry.session, entry.direction, entry.setup);
-        let toks = normalize_message(&entry.bytes, entry.direction, state, &subs);
+        let mut toks = normalize_message(&entry.bytes, entry.direction, state, &subs);
+        if canonical && entry.direction == Direction::Server {
+            canonical_order(&mut toks);
+        }
         render(&prefix, &toks, &mut out);
+        all.push(out);
     }
-    out
+    all
+}
+
+/// `text` with the caller's `(value, placeholder)` pairs applied as [`normalize`] does.
+pub(crate) fn substitute(text: &str, substitutions: &[(String, String)]) -> String {
+    Substitutions::new(substitutions).apply(text)
 }
 
 /// The prefix of a message line, e.g. `C1:`, `S:` or `C1 setup:`.
@@ -315,6 +339,99 @@ fn normalize_message(
     toks
 }
 
+/// See [`normalize_entries`]: sets in one order, equal values in one spelling.
+fn canonical_order(toks: &mut Vec<Tok>) {
+    for t in toks.iter_mut() {
+        if let Tok::Quoted(q) = t
+            && let Some(inner) = q.strip_prefix('"').and_then(|q| q.strip_suffix('"'))
+            && !inner.is_empty()
+            && !inner.eq_ignore_ascii_case("NIL")
+            && inner
+                .bytes()
+                .all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\[]".contains(&b))
+        {
+            *t = Tok::Atom(inner.to_string());
+        }
+    }
+    let text = |t: &[Tok]| -> String {
+        let mut out = String::new();
+        render_toks(t, &mut out);
+        out.to_ascii_uppercase()
+    };
+    // Lists of flags: sorted items.
+    let mut i = 0;
+    while i < toks.len() {
+        let opens_set = ["FLAGS", "PERMANENTFLAGS"]
+            .iter()
+            .any(|w| toks[i].is_atom_ci(w))
+            && toks.get(i + 2).is_some_and(|t| t.is_punct('('));
+        if opens_set {
+            sort_items(toks, i + 2, 1, &text);
+        }
+        i += 1;
+    }
+    // Capability lists: `* CAPABILITY a b` and `[CAPABILITY a b]`, items up to the end or `]`.
+    if let Some(cap) = toks.iter().position(|t| t.is_atom_ci("CAPABILITY")) {
+        let end = toks[cap..]
+            .iter()
+            .position(|t| t.is_punct(']'))
+            .map_or(toks.len(), |p| cap + p);
+        let mut words: Vec<Tok> = toks[cap + 1..end]
+            .iter()
+            .filter(|t| !t.is_space())
+            .cloned()
+            .collect();
+        words.sort_by_key(|t| text(std::slice::from_ref(t)));
+        let mut spaced = Vec::new();
+        for w in words {
+            spaced.push(Tok::Space(" ".to_string()));
+            spaced.push(w);
+        }
+        toks.splice(cap + 1..end, spaced);
+    }
+    // FETCH attributes: name/value pairs sorted by name.
+    let sig = significant(toks);
+    if sig.get(2).is_some_and(|&i| toks[i].is_atom_ci("FETCH"))
+        && let Some(&open) = sig.get(3)
+        && toks[open].is_punct('(')
+    {
+        sort_items(toks, open, 2, &text);
+    }
+}
+
+/// Sorts the items of the list opening at `open`, `group` items at a time (2 for FETCH
+/// name/value pairs), by the text of each group's first item; one space between items.
+fn sort_items(toks: &mut Vec<Tok>, open: usize, group: usize, text: &dyn Fn(&[Tok]) -> String) {
+    let (items, close) = list_items(toks, open);
+    if items.is_empty() || close >= toks.len() {
+        return;
+    }
+    let mut groups: Vec<(String, Vec<Tok>)> = Vec::new();
+    for chunk in items.chunks(group) {
+        let start = chunk[0];
+        let end = items
+            .iter()
+            .find(|&&x| x > *chunk.last().unwrap_or(&start))
+            .copied()
+            .unwrap_or(close);
+        let mut part: Vec<Tok> = toks[start..end].to_vec();
+        while part.last().is_some_and(Tok::is_space) {
+            part.pop();
+        }
+        let key_end = chunk.get(1).copied().unwrap_or(end);
+        groups.push((text(&toks[start..key_end]), part));
+    }
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut joined = Vec::new();
+    for (n, (_, part)) in groups.into_iter().enumerate() {
+        if n > 0 {
+            joined.push(Tok::Space(" ".to_string()));
+        }
+        joined.extend(part);
+    }
+    toks.splice(open + 1..close, joined);
+}
+
 fn client_rules(toks: &mut Vec<Tok>, state: &mut SessionState) {
     let sig = significant(toks);
     if state.auth_tag.is_some() {
@@ -514,7 +631,7 @@ fn escape_literal(data: &[u8]) -> String {
 }
 
 /// Replaces the Date and Message-ID header values of a message-shaped literal.
-fn normalize_headers(text: &str) -> String {
+pub(crate) fn normalize_headers(text: &str) -> String {
     let looks_like_header = text
         .lines()
         .next()
@@ -645,6 +762,20 @@ fn render(prefix: &str, toks: &[Tok], out: &mut String) {
     }
 }
 
+/// The tokens as one string (literal content included), for sort keys.
+fn render_toks(toks: &[Tok], out: &mut String) {
+    for t in toks {
+        match t {
+            Tok::Space(s) | Tok::Atom(s) | Tok::Quoted(s) | Tok::Replaced(s) => out.push_str(s),
+            Tok::Punct(c) => out.push(*c),
+            Tok::Literal { announce, data } => {
+                out.push_str(announce);
+                out.push_str(&String::from_utf8_lossy(data));
+            }
+        }
+    }
+}
+
 /// Appends one output line without trailing spaces (they would make diffs noisy).
 fn push_line(out: &mut String, line: &str) {
     out.push_str(line.trim_end_matches(' '));
@@ -675,6 +806,40 @@ mod tests {
 
     fn norm(entries: Vec<TranscriptEntry>) -> String {
         normalize(&Transcript { entries }, &[])
+    }
+
+    #[test]
+    fn canonical_order_sorts_sets_and_fetch_attributes() {
+        let t = |text: &str| Transcript {
+            entries: vec![s("1", text)],
+        };
+        let canon = |text: &str| normalize_entries(&t(text), &[], true).concat();
+        assert_eq!(
+            canon("* 2 FETCH (FLAGS (\\Recent \\Flagged) UID 2)\r\n"),
+            canon("* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))\r\n")
+        );
+        assert_eq!(
+            canon("* 2 FETCH (UID 2 FLAGS (\\Flagged \\Recent))\r\n"),
+            "S1: * 2 FETCH (FLAGS (\\Flagged \\Recent) UID 2)\n"
+        );
+        assert_eq!(
+            canon("* OK [CAPABILITY IMAP4rev1 IDLE AUTH=PLAIN] hi\r\n"),
+            "S1: * OK [CAPABILITY AUTH=PLAIN IDLE IMAP4rev1]\n"
+        );
+        assert_eq!(
+            canon("* STATUS \"box\" (MESSAGES 2)\r\n"),
+            canon("* STATUS box (MESSAGES 2)\r\n")
+        );
+        // A literal value moves with its name.
+        assert_eq!(
+            canon("* 1 FETCH (UID 3 BODY[] {2}\r\nab FLAGS ())\r\n"),
+            "S1: * 1 FETCH (BODY[] {2}\n    | ab\n    \\ no CRLF at end of literal\n    > FLAGS () UID 3)\n"
+        );
+        // Snapshots keep the server's order.
+        assert_eq!(
+            normalize(&t("* 2 FETCH (UID 2 FLAGS (\\Seen))\r\n"), &[]),
+            "S1: * 2 FETCH (UID 2 FLAGS (\\Seen))\n"
+        );
     }
 
     #[test]

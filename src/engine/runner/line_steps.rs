@@ -89,7 +89,7 @@ impl ScenarioRun<'_> {
             .then(|| format!("the server does not announce {}", missing.join(", "))))
     }
 
-    async fn ensure_line_session(
+    pub(super) async fn ensure_line_session(
         &mut self,
         endpoint: &Endpoint,
         name: &str,
@@ -151,6 +151,11 @@ impl ScenarioRun<'_> {
             s.send_line(&mut line_sink!(self, Some(m.loc.clone())), false, &text)
                 .await
                 .map_err(|e| self_net_problem(e, name, &m.loc, "the server to accept the line"))?;
+            let protocol = s.protocol;
+            if let Some(r) = self.replay.as_mut() {
+                let bytes = text.into_bytes();
+                r.client(name, protocol, bytes.clone(), bytes, &m.loc);
+            }
         }
         if wait_completion && let Some(last) = messages.last() {
             let s = line_mut(&mut self.lines, name, &last.loc).map_err(|p| *p)?;
@@ -225,7 +230,7 @@ fn first_word(line: &[u8]) -> Option<String> {
     (!word.is_empty()).then(|| String::from_utf8_lossy(word).into_owned())
 }
 
-fn line_mut<'s>(
+pub(super) fn line_mut<'s>(
     lines: &'s mut std::collections::BTreeMap<String, LineSession>,
     name: &str,
     loc: &Loc,

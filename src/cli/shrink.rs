@@ -1,0 +1,113 @@
+//! `mailtape shrink`: shrink a failing recording, show progress, write the result.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::engine::RunOptions;
+use crate::exit;
+use crate::replay::shrink::{Progress, ShrinkError};
+
+use super::replay::{load, one_target};
+use super::{CliError, ShrinkArgs};
+
+pub(super) const EXIT_CODES: &str = "\
+Exit status:
+  0  a smaller recording that fails the same way was written
+  2  usage or configuration error, or the recording does not fail against the target
+     (nothing to shrink)";
+
+/// `x.ron` -> `x.min.ron` beside it.
+fn default_output(file: &Path) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "recording".to_string());
+    file.with_file_name(format!("{stem}.min.ron"))
+}
+
+pub async fn shrink(args: ShrinkArgs) -> Result<u8, CliError> {
+    let (target, server) = one_target(&args.target).await?;
+    // Loaded once here for a clear error (and the account check) before any replay.
+    load(&args.file, &target)?;
+    let text = std::fs::read_to_string(&args.file)
+        .map_err(|e| CliError::Config(format!("{}: {e}", args.file.display())))?;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    } else {
+        ProgressBar::hidden()
+    };
+    if let Ok(style) = ProgressStyle::with_template("{spinner} shrinking [{elapsed}] {msg}") {
+        bar.set_style(style);
+    }
+    let mut progress = |p: Progress| {
+        bar.set_message(format!(
+            "{} replays; {}/{} commands, {}/{} lines",
+            p.replays, p.commands, p.start_commands, p.lines, p.start_lines
+        ));
+        bar.tick();
+    };
+    let options = RunOptions {
+        strict: args.strict,
+        ..RunOptions::default()
+    };
+    let result = crate::replay::shrink::shrink(
+        &target,
+        options,
+        &args.file,
+        &text,
+        args.rule.as_deref(),
+        &mut progress,
+    )
+    .await;
+    bar.finish_and_clear();
+    if let Some(s) = server {
+        s.shutdown().await;
+    }
+    let shrunk = match result {
+        Ok(s) => s,
+        Err(e @ ShrinkError::NotFailing { .. }) => {
+            eprintln!("error: {e}");
+            return Ok(exit::USAGE);
+        }
+        Err(e) => return Err(CliError::Config(e.to_string())),
+    };
+    let out = args.output.unwrap_or_else(|| default_output(&args.file));
+    let header = format!(
+        "// Shrunk by mailtape shrink from {} against {}: {} -> {} commands in {} replays; it {}.\n",
+        args.file.display(),
+        target.name,
+        shrunk.start_commands,
+        shrunk.commands,
+        shrunk.replays,
+        shrunk.failure
+    );
+    std::fs::write(&out, format!("{header}{}", shrunk.text))
+        .map_err(|e| CliError::Config(format!("cannot write {}: {e}", out.display())))?;
+    println!(
+        "{} commands -> {} commands in {} replays ({} -> {} script lines, {} session(s)); it {}",
+        shrunk.start_commands,
+        shrunk.commands,
+        shrunk.replays,
+        shrunk.start_lines,
+        shrunk.lines,
+        shrunk.sessions,
+        shrunk.failure
+    );
+    println!("written to {}", out.display());
+    Ok(exit::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_goes_beside_the_input() {
+        assert_eq!(
+            default_output(Path::new("t/imap/x.ron")),
+            PathBuf::from("t/imap/x.min.ron")
+        );
+    }
+}

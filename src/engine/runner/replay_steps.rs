@@ -1,0 +1,216 @@
+//! Replaying a recording (`mailtape replay`): the sessions connect and send their client lines
+//! as in a scenario run, but an `S` step is not matched as patterns. The server's messages are
+//! read until the recorded step is accounted for - IMAP: the tagged completions of the tags
+//! the step records, else a continuation request if it records one, else as many messages as
+//! it records (the greeting, unsolicited data); POP3/SMTP: one reply per command sent - and
+//! both sides go into the replay log, to be compared when the run is over.
+
+use std::collections::VecDeque;
+
+use tokio::time::Instant;
+
+use crate::net::NetError;
+use crate::proto::imap::ServerFrame;
+use crate::report::Problem;
+use crate::script::{ExpectLine, Loc, PatternKind, Protocol};
+use crate::target::Endpoint;
+
+use super::super::expect::lossy;
+use super::super::session::{Sink, is_continuation, tagged_completion};
+use super::super::setup::Naming;
+use super::{ScenarioRun, self_net_problem, session_mut};
+
+impl ScenarioRun<'_> {
+    /// No fixtures, no setup connection: a recording starts from connected sessions.
+    pub(super) async fn execute_replay(&mut self) {
+        let mut protocols = vec![self.scenario.protocol];
+        protocols.extend(self.scenario.sessions.values().map(|s| s.protocol));
+        for p in protocols {
+            if self.endpoint(p).is_none() {
+                self.problems.push(Problem::Error {
+                    loc: None,
+                    session: None,
+                    message: format!(
+                        "the recording has {} sessions but no --target {}://... was given",
+                        p.name(),
+                        p.name()
+                    ),
+                });
+                return;
+            }
+        }
+        let first_user = self.scenario.sessions.values().find_map(|s| s.user.clone());
+        self.owner = self
+            .account(first_user.as_deref())
+            .or_else(|| self.run.target.accounts.first().cloned());
+        self.bind_predefined(
+            &Naming {
+                prefix: String::new(),
+                separator: String::new(),
+            },
+            Default::default(),
+        );
+        let ok = self.script().await;
+        self.completed = ok && self.problems.is_empty();
+        self.close_sessions(!ok).await;
+        self.close_line_sessions(!ok).await;
+    }
+
+    pub(super) async fn replay_expect(
+        &mut self,
+        endpoint: &Endpoint,
+        protocol: Protocol,
+        name: &str,
+        lines: &[ExpectLine],
+    ) -> Result<Vec<Problem>, Problem> {
+        let Some(first) = lines.first() else {
+            return Ok(Vec::new());
+        };
+        let loc = first.loc.clone();
+        let live = match protocol {
+            Protocol::Imap => self.replay_imap_window(endpoint, name, lines, &loc).await?,
+            _ => self.replay_line_window(endpoint, name, &loc).await?,
+        };
+        let recorded = lines
+            .iter()
+            .map(|l| (l.source.clone().into_bytes(), l.loc.clone()))
+            .collect();
+        if let Some(r) = self.replay.as_mut() {
+            r.step(name, protocol, recorded, live, &loc);
+        }
+        Ok(Vec::new())
+    }
+
+    async fn replay_imap_window(
+        &mut self,
+        endpoint: &Endpoint,
+        name: &str,
+        lines: &[ExpectLine],
+        loc: &Loc,
+    ) -> Result<Vec<Vec<u8>>, Problem> {
+        let wait = self.run.target.timeouts.read;
+        let tags: Vec<String> = lines
+            .iter()
+            .filter_map(|l| match l.pattern.kind() {
+                PatternKind::Tagged { tag, .. } => Some(tag.clone()),
+                _ => None,
+            })
+            .collect();
+        let plus = lines
+            .iter()
+            .any(|l| *l.pattern.kind() == PatternKind::Continuation);
+        self.ensure_session(endpoint, name, loc).await?;
+        let s = session_mut(&mut self.sessions, name, loc).map_err(|p| *p)?;
+        let mut sink = Sink {
+            transcript: &mut self.transcript,
+            checks: &mut self.checks,
+            violations: &mut self.violations,
+        };
+        let deadline = Instant::now() + wait;
+        let end = loop {
+            if let Some(end) = accounted(&s.pending, &tags, plus, lines.len()) {
+                break end;
+            }
+            if s.closed {
+                break s.pending.len();
+            }
+            match s.read_one(&mut sink, false, deadline, Some(loc)).await {
+                Ok(()) => {}
+                // What arrived before the server hung up is compared; the diff shows the rest.
+                Err(NetError::Closed(_)) => break s.pending.len(),
+                Err(e) => {
+                    let waiting = if tags.is_empty() {
+                        format!("the server's answer recorded at {loc}")
+                    } else {
+                        format!("the completion of tag {} ({loc})", tags.join(", "))
+                    };
+                    return Err(timeout_problem(
+                        e,
+                        name,
+                        loc,
+                        &waiting,
+                        s.pending.iter().map(|f| lossy(&f.raw)),
+                    ));
+                }
+            }
+        };
+        Ok(s.pending.drain(..end).map(|f| f.raw).collect())
+    }
+
+    async fn replay_line_window(
+        &mut self,
+        endpoint: &Endpoint,
+        name: &str,
+        loc: &Loc,
+    ) -> Result<Vec<Vec<u8>>, Problem> {
+        let wait = self.run.target.timeouts.read;
+        self.ensure_line_session(endpoint, name, loc).await?;
+        let s = super::line_steps::line_mut(&mut self.lines, name, loc).map_err(|p| *p)?;
+        let deadline = Instant::now() + wait;
+        while s.owed() > 0 && !s.closed {
+            match s
+                .read_one(&mut line_sink!(self, Some(loc.clone())), false, deadline)
+                .await
+            {
+                Ok(()) => {}
+                Err(NetError::Closed(_)) => break,
+                Err(e) => {
+                    return Err(timeout_problem(
+                        e,
+                        name,
+                        loc,
+                        &format!("the replies recorded at {loc}"),
+                        s.pending.iter().map(|r| lossy(&r.raw)),
+                    ));
+                }
+            }
+        }
+        let window = s.window().into_iter().map(|l| l.0).collect();
+        s.pending.clear();
+        Ok(window)
+    }
+}
+
+/// Where the window of a recorded IMAP step ends in the messages received, if it is complete.
+fn accounted(
+    pending: &VecDeque<ServerFrame>,
+    tags: &[String],
+    plus: bool,
+    count: usize,
+) -> Option<usize> {
+    if !tags.is_empty() {
+        let mut last = 0;
+        for t in tags {
+            let p = pending.iter().position(|f| {
+                tagged_completion(f).is_some_and(|(tt, _)| tt.eq_ignore_ascii_case(t))
+            })?;
+            last = last.max(p + 1);
+        }
+        return Some(last);
+    }
+    if plus {
+        // The go-ahead, or a completion refusing the command instead.
+        return pending
+            .iter()
+            .position(|f| is_continuation(f) || tagged_completion(f).is_some())
+            .map(|p| p + 1);
+    }
+    (pending.len() >= count).then_some(count)
+}
+
+fn timeout_problem(
+    e: NetError,
+    name: &str,
+    loc: &Loc,
+    waiting: &str,
+    got: impl Iterator<Item = String>,
+) -> Problem {
+    let got: Vec<String> = got.collect();
+    let mut p = self_net_problem(e, name, loc, waiting);
+    if let Problem::Timeout { message, .. } = &mut p
+        && !got.is_empty()
+    {
+        message.push_str(&format!("; received meanwhile: {}", got.join(" | ")));
+    }
+    p
+}

@@ -1,0 +1,239 @@
+//! Replaying a recording against a server and comparing what it says now with what was
+//! recorded (`mailtape replay`), and shrinking a failing recording ([`shrink`]).
+//!
+//! The engine runs the recording ([`crate::engine::TargetRun::replay`]) and fills a
+//! [`log::ReplayLog`]: per session, the recorded messages and the live ones, step by step,
+//! with the per-server values ([`captures`]) paired as they appear. [`compare`] then
+//! normalizes both sides (the snapshot normalizer for IMAP, [`crate::report::normalize_text`]
+//! for POP3 and SMTP), shows each capture pair as one placeholder on both sides, and diffs.
+//! Pass or fail is decided here ([`ReplayReport::failed`]), from the diffs, the problems
+//! (timeouts, connection errors) and the always-on checks' violations.
+
+pub mod captures;
+pub mod log;
+pub mod render;
+pub mod shrink;
+
+use std::path::PathBuf;
+
+use similar::{DiffOp, TextDiff};
+
+use crate::checks::{Level, Violation};
+use crate::engine::{ReplayRaw, TargetRun};
+use crate::report::normalize::normalize_entries;
+use crate::report::normalize_text::normalize_text;
+use crate::report::snapshot::unified_diff;
+use crate::report::{Problem, Transcript, TranscriptEntry};
+use crate::script::{Loc, Protocol, Scenario, Step};
+use crate::target::Target;
+
+use captures::{Captures, Pair};
+use log::{Entry, SessionLog};
+
+/// One session compared.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SessionDiff {
+    pub session: String,
+    pub protocol: Protocol,
+    /// Messages compared on each side.
+    pub recorded_messages: usize,
+    pub live_messages: usize,
+    /// The normalized texts.
+    pub recorded: String,
+    pub live: String,
+    /// A unified diff, recorded -> live; empty when they are the same.
+    pub diff: String,
+    /// The recorded line where the first difference is (for a line the server added, the
+    /// recorded line it came before, or the last one).
+    pub first_difference: Option<Loc>,
+}
+
+/// Everything a replay found.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ReplayReport {
+    pub file: PathBuf,
+    pub target: String,
+    pub sessions: Vec<SessionDiff>,
+    pub captures: Vec<Pair>,
+    pub violations: Vec<Violation>,
+    /// Timeouts and connection errors; the replay stopped at the first.
+    pub problems: Vec<Problem>,
+    /// SHOULD-level violations fail too.
+    pub strict: bool,
+}
+
+impl ReplayReport {
+    pub fn differs(&self) -> bool {
+        self.sessions.iter().any(|s| !s.diff.is_empty())
+    }
+
+    /// The violations that fail the replay: MUST ones, and SHOULD ones when strict.
+    pub fn failing_violations(&self) -> impl Iterator<Item = &Violation> {
+        self.violations
+            .iter()
+            .filter(|v| v.level == Level::Must || self.strict)
+    }
+
+    /// The one place a replay's pass or fail is decided.
+    pub fn failed(&self) -> bool {
+        self.differs() || !self.problems.is_empty() || self.failing_violations().next().is_some()
+    }
+}
+
+/// Variables that carry a session's credentials.
+const CREDENTIALS: [&str; 5] = ["user", "password", "auth_plain", "user_b64", "password_b64"];
+
+/// Point each session's `user` at the target's account it stands for: the account of that
+/// name, else the one with that login, else the one named like the part before `@`
+/// (`alice@example.test` -> `alice`). A session whose lines use credentials and that has no
+/// such account is an error naming the `--account` to add.
+pub fn resolve_users(scenario: &mut Scenario, target: &Target) -> Result<(), String> {
+    let mut uses: std::collections::BTreeSet<String> = Default::default();
+    for step in &scenario.steps {
+        if let Step::Send { session, messages } = step
+            && messages
+                .iter()
+                .flat_map(|m| &m.segments)
+                .any(|seg| seg.text.vars().any(|v| CREDENTIALS.contains(&v)))
+        {
+            uses.insert(session.clone());
+        }
+    }
+    for (name, spec) in scenario.sessions.iter_mut() {
+        let Some(user) = spec.user.clone() else {
+            continue;
+        };
+        let accounts = &target.accounts;
+        let found = accounts
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(&user))
+            .or_else(|| accounts.iter().find(|a| a.login == user))
+            .or_else(|| {
+                let (local, _) = user.split_once('@')?;
+                accounts.iter().find(|a| a.name.eq_ignore_ascii_case(local))
+            });
+        match found {
+            Some(a) => spec.user = Some(a.name.clone()),
+            None if uses.contains(name) => {
+                return Err(format!(
+                    "session {name} logs in as {user}, and target {} has no such account (add --account {user}:PASSWORD)",
+                    target.name
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(())
+}
+
+/// Replay `scenario` (a recording) against the run's target and compare.
+pub async fn replay(run: &TargetRun, scenario: &Scenario) -> ReplayReport {
+    let raw = run.replay(scenario).await;
+    compare(raw, &run.target.name, run.options.strict)
+}
+
+/// Compare both sides of every session of a finished replay.
+pub fn compare(raw: ReplayRaw, target: &str, strict: bool) -> ReplayReport {
+    let ReplayRaw {
+        outcome,
+        substitutions,
+        log,
+    } = raw;
+    let sessions = log
+        .sessions
+        .iter()
+        .map(|(name, s)| compare_session(name, s, &log.captures, &substitutions))
+        .collect();
+    ReplayReport {
+        file: outcome.file,
+        target: target.to_string(),
+        sessions,
+        captures: log.captures.pairs(),
+        violations: outcome.violations,
+        problems: outcome.problems,
+        strict,
+    }
+}
+
+/// One side as normalized text, and the script line of each text line.
+fn side(
+    name: &str,
+    s: &SessionLog,
+    entries: &[Entry],
+    live: bool,
+    captures: &Captures,
+    subs: &[(String, String)],
+) -> (String, Vec<Option<Loc>>) {
+    let transcript: Vec<TranscriptEntry> = entries
+        .iter()
+        .map(|e| TranscriptEntry {
+            session: name.to_string(),
+            direction: e.direction,
+            setup: false,
+            bytes: captures.placeholders(&e.bytes, &e.found, live),
+        })
+        .collect();
+    let chunks = match s.protocol {
+        Protocol::Imap => normalize_entries(
+            &Transcript {
+                entries: transcript,
+            },
+            subs,
+            true,
+        ),
+        p => normalize_text(p, &transcript, subs),
+    };
+    let mut text = String::new();
+    let mut locs = Vec::new();
+    for (chunk, e) in chunks.iter().zip(entries) {
+        text.push_str(chunk);
+        locs.extend(std::iter::repeat_n(e.loc.clone(), chunk.lines().count()));
+    }
+    (text, locs)
+}
+
+fn compare_session(
+    name: &str,
+    s: &SessionLog,
+    captures: &Captures,
+    subs: &[(String, String)],
+) -> SessionDiff {
+    let (recorded, locs) = side(name, s, &s.recorded, false, captures, subs);
+    let (live, _) = side(name, s, &s.live, true, captures, subs);
+    let label = if name.is_empty() {
+        String::new()
+    } else {
+        format!(" (session {name})")
+    };
+    let (diff, first_difference) = if recorded == live {
+        (String::new(), None)
+    } else {
+        let ops = TextDiff::from_lines(&recorded, &live);
+        let first = ops.ops().iter().find_map(|op| match *op {
+            DiffOp::Equal { .. } => None,
+            DiffOp::Delete { old_index, .. }
+            | DiffOp::Replace { old_index, .. }
+            | DiffOp::Insert { old_index, .. } => Some(old_index),
+        });
+        let loc = first.and_then(|i| locs.get(i).or_else(|| locs.last()).cloned().flatten());
+        (
+            unified_diff(
+                &recorded,
+                &live,
+                &format!("recorded{label}"),
+                &format!("live{label}"),
+            ),
+            loc,
+        )
+    };
+    SessionDiff {
+        session: name.to_string(),
+        protocol: s.protocol,
+        recorded_messages: s.recorded.len(),
+        live_messages: s.live.len(),
+        recorded,
+        live,
+        diff,
+        first_difference,
+    }
+}
