@@ -52,8 +52,18 @@ pub async fn shrink(args: ShrinkArgs) -> Result<u8, CliError> {
         strict: args.strict,
         ..RunOptions::default()
     };
+    // Without --target every replay gets a fresh bundled server: the same empty start.
+    let timeouts = super::run::timeouts(&args.target)?;
+    let start = move || -> crate::replay::shrink::Starting {
+        Box::pin(async move { super::run::reference_target(timeouts).await.ok() })
+    };
+    let fresh: Option<crate::replay::shrink::FreshServer<'_>> = match server {
+        Some(_) => Some(&start),
+        None => None,
+    };
     let result = crate::replay::shrink::shrink(
         &target,
+        fresh,
         options,
         &args.file,
         &text,

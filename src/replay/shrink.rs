@@ -330,8 +330,18 @@ pub enum ShrinkError {
     },
 }
 
+/// Starts a fresh server for one replay (the bundled reference server, when no target was
+/// given): each candidate then starts from the same empty state.
+pub type FreshServer<'a> = &'a (dyn Fn() -> Starting + Sync);
+
+/// A server being started: its target and the handle that stops it, if it started.
+pub type Starting = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Option<(Target, reference_server::Running)>> + Send>,
+>;
+
 struct Shrinker<'a> {
     target: &'a Target,
+    fresh: Option<FreshServer<'a>>,
     options: RunOptions,
     path: &'a Path,
     text: &'a str,
@@ -348,8 +358,21 @@ impl Shrinker<'_> {
         self.replays += 1;
         let mut scenario = crate::script::parse_str(self.path, &text).ok()?;
         resolve_users(&mut scenario, self.target).ok()?;
-        let run = TargetRun::new(self.target.clone(), self.options.clone()).ok()?;
-        let report = replay(&run, &scenario).await;
+        let (target, server) = match self.fresh {
+            Some(start) => {
+                let (t, running) = start().await?;
+                (t, Some(running))
+            }
+            None => (self.target.clone(), None),
+        };
+        let report = match TargetRun::new(target, self.options.clone()) {
+            Ok(run) => Some(replay(&run, &scenario).await),
+            Err(_) => None,
+        };
+        if let Some(s) = server {
+            s.shutdown().await;
+        }
+        let report = report?;
         let original = |l: usize| numbers.get(l.wrapping_sub(1)).copied().unwrap_or(l);
         failure(&report, self.rule, &original)
     }
@@ -360,10 +383,11 @@ impl Shrinker<'_> {
     }
 }
 
-/// Shrink the recording in `text` (loaded from `path`) against `target`. `progress` is
-/// called after every replay.
+/// Shrink the recording in `text` (loaded from `path`) against `target` (or, with `fresh`,
+/// against a fresh server per replay). `progress` is called after every replay.
 pub async fn shrink(
     target: &Target,
+    fresh: Option<FreshServer<'_>>,
     options: RunOptions,
     path: &Path,
     text: &str,
@@ -378,6 +402,7 @@ pub async fn shrink(
     let start_lines = plan.line_count(&units, &sessions);
     let mut s = Shrinker {
         target,
+        fresh,
         options,
         path,
         text,
