@@ -104,6 +104,25 @@ fn pop3_and_smtp_recordings_replay_against_the_reference_server() {
     assert!(pop3.contains("S2: Received: <received>"), "{pop3}");
 }
 
+/// STARTTLS lines in a recording upgrade the connection (IMAP, SMTP, POP3), and the SASL
+/// variables fill in the account: {auth_plain}, and {user_b64}/{password_b64} for AUTH LOGIN.
+#[test]
+fn starttls_and_sasl_lines_replay_against_the_reference_server() {
+    let (code, out) = mailtape(&["replay", "transcripts/cross/starttls-and-sasl.ron"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("same as recorded").count(), 3, "{out}");
+    // A target without the recording's SMTP and POP3 endpoints is a usage error, before
+    // anything is sent.
+    let (code, out) = mailtape(&[
+        "replay",
+        "transcripts/cross/starttls-and-sasl.ron",
+        "--target",
+        "imap://alice:wrong@127.0.0.1:9",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("no smtp endpoint"), "{out}");
+}
+
 /// The recorded server had UIDs from 4827 and UIDVALIDITY 1733; a fresh reference server
 /// starts at UID 1. The pairs are learnt from SELECT and APPENDUID, later client lines get
 /// the live UIDs, and the comparison passes.

@@ -38,6 +38,28 @@ pub(super) fn load(
 ) -> Result<crate::script::Scenario, CliError> {
     let mut scenario = crate::script::load(path).map_err(|e| CliError::Config(e.to_string()))?;
     crate::replay::resolve_users(&mut scenario, target).map_err(CliError::Config)?;
+    let mut used = Vec::new();
+    for step in &scenario.steps {
+        let p = scenario
+            .sessions
+            .get(step.session())
+            .map_or(scenario.protocol, |spec| spec.protocol);
+        if !used.contains(&p) {
+            used.push(p);
+        }
+    }
+    for p in used {
+        if !target.endpoints.iter().any(|e| e.protocol == p) {
+            return Err(CliError::Config(format!(
+                "{} has {} sessions, but target {} has no {} endpoint (add --target {}://...)",
+                path.display(),
+                p.name(),
+                target.name,
+                p.name(),
+                p.name()
+            )));
+        }
+    }
     Ok(scenario)
 }
 
