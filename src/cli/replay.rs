@@ -36,7 +36,8 @@ pub(super) fn load(
     path: &std::path::Path,
     target: &Target,
 ) -> Result<crate::script::Scenario, CliError> {
-    let mut scenario = crate::script::load(path).map_err(|e| CliError::Config(e.to_string()))?;
+    let mut scenario =
+        crate::script::load_recording(path).map_err(|e| CliError::Config(e.to_string()))?;
     crate::replay::resolve_users(&mut scenario, target).map_err(CliError::Config)?;
     let mut used = Vec::new();
     for step in &scenario.steps {

@@ -41,10 +41,16 @@ pub fn human(report: &ReplayReport, out: &mut impl Write) -> io::Result<()> {
         out.write_all(s.diff.as_bytes())?;
     }
     if !report.captures.is_empty() {
+        // Pairs with the same value on both sides say little; they are only counted.
+        let (same, changed): (Vec<_>, Vec<_>) =
+            report.captures.iter().partition(|p| p.recorded == p.live);
         writeln!(out)?;
         writeln!(out, "captured (recorded -> live):")?;
-        for p in &report.captures {
+        for p in changed {
             writeln!(out, "  {} {} -> {}", p.kind.name(), p.recorded, p.live)?;
+        }
+        if !same.is_empty() {
+            writeln!(out, "  and {} value(s) the same on both sides", same.len())?;
         }
     }
     if !report.violations.is_empty() {

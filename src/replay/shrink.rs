@@ -356,7 +356,7 @@ impl Shrinker<'_> {
     async fn run(&mut self, units: &[usize], sessions: &BTreeSet<String>) -> Option<Failure> {
         let (text, numbers) = self.plan.text(self.text, units, sessions);
         self.replays += 1;
-        let mut scenario = crate::script::parse_str(self.path, &text).ok()?;
+        let mut scenario = crate::script::parse_recording(self.path, &text).ok()?;
         resolve_users(&mut scenario, self.target).ok()?;
         let (target, server) = match self.fresh {
             Some(start) => {
@@ -394,7 +394,7 @@ pub async fn shrink(
     rule: Option<&str>,
     progress: &mut dyn FnMut(Progress),
 ) -> Result<Shrunk, ShrinkError> {
-    let scenario = crate::script::parse_str(path, text)?;
+    let scenario = crate::script::parse_recording(path, text)?;
     let plan = Plan::new(&scenario, text);
     let mut sessions = plan.sessions();
     let mut units: Vec<usize> = (0..plan.units.len()).collect();

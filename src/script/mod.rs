@@ -13,5 +13,5 @@ pub mod parse;
 pub mod pattern;
 
 pub use ast::*;
-pub use parse::{PREDEFINED_VARS, ScriptError, load, parse_str};
+pub use parse::{PREDEFINED_VARS, ScriptError, load, load_recording, parse_recording, parse_str};
 pub use pattern::{Bindings, Mismatch, Pattern, PatternError, PatternKind, Value};

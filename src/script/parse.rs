@@ -51,13 +51,39 @@ pub fn load(path: &Path) -> Result<Scenario, ScriptError> {
 
 /// Parses scenario text; `path` is used for locations and kept in [`Scenario::file`].
 pub fn parse_str(path: &Path, text: &str) -> Result<Scenario, ScriptError> {
+    parse_with(path, text, false)
+}
+
+/// Reads and parses a recording (`mailtape replay`, `shrink`): a scenario file whose `S`
+/// lines are what a server said, compared as text rather than matched. A server line that is
+/// no valid pattern (unbalanced brackets or quotes in a server's text) still loads, as a line
+/// whose only meaning is its tag and status, instead of making the whole recording unusable.
+pub fn load_recording(path: &Path) -> Result<Scenario, ScriptError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ScriptError {
+        loc: Loc {
+            file: path.to_path_buf(),
+            line: 1,
+            column: 1,
+        },
+        message: format!("cannot read the recording: {e}"),
+        snippet: String::new(),
+    })?;
+    parse_recording(path, &text)
+}
+
+/// [`load_recording`] from text.
+pub fn parse_recording(path: &Path, text: &str) -> Result<Scenario, ScriptError> {
+    parse_with(path, text, true)
+}
+
+fn parse_with(path: &Path, text: &str, recording: bool) -> Result<Scenario, ScriptError> {
     let src = Source::new(path, text);
     let options =
         ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
     let raw: RawScenario = options.from_str(text).map_err(|e| {
         src.error_at_line_col(e.span.start.line, e.span.start.col, e.code.to_string())
     })?;
-    convert(&src, raw)
+    convert(&src, raw, recording)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -371,7 +397,7 @@ fn is_session_name(s: &str) -> bool {
     s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
-fn convert(src: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScriptError> {
+fn convert(src: &Source<'_>, raw: RawScenario, recording: bool) -> Result<Scenario, ScriptError> {
     let at = |field: &str| src.field_offset(field);
     if raw.id.trim().is_empty() {
         return Err(src.error(at("id"), "`id` must not be empty"));
@@ -552,6 +578,7 @@ fn convert(src: &Source<'_>, raw: RawScenario) -> Result<Scenario, ScriptError> 
         declared,
         known,
         steps: Vec::new(),
+        recording,
     }
     .run()?;
 
@@ -673,6 +700,24 @@ struct ScriptParser<'s, 'a> {
     declared: bool,
     known: BTreeSet<String>,
     steps: Vec<Step>,
+    /// Parsing a recording: a server line that is no valid pattern is kept with a fallback.
+    recording: bool,
+}
+
+/// The pattern a recorded server line that does not parse stands for: its tag and status
+/// (`a1 OK`), a continuation request, or any untagged message.
+fn fallback_pattern(text: &[u8]) -> Pattern {
+    let mut words = text.split(|b| *b == b' ');
+    let first = words.next().unwrap_or_default();
+    let second = words.next().unwrap_or_default().to_ascii_uppercase();
+    let short = if first.starts_with(b"+") {
+        b"+".to_vec()
+    } else if first != b"*" && matches!(second.as_slice(), b"OK" | b"NO" | b"BAD") {
+        [first, b" ", second.as_slice()].concat()
+    } else {
+        return Pattern::default();
+    };
+    Pattern::parse(&short).unwrap_or_default()
 }
 
 /// The prefix a line was written with, e.g. `S1?`.
@@ -1296,6 +1341,10 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
             }
             Pattern::parse_words(&words)
         };
+        let pattern = match pattern {
+            Err(_) if self.recording => Ok(fallback_pattern(&p.joined)),
+            other => other,
+        };
         let pattern = pattern.map_err(|e| {
             let offset = e.column.saturating_sub(1);
             let (start, line, piece_col) = p
@@ -1804,6 +1853,23 @@ S: a1 OK"#,
             p.matches(b"250-2.0.0 Ok\r\n", &Bindings::default())
                 .is_err()
         );
+    }
+
+    #[test]
+    fn recordings_keep_server_lines_that_are_no_patterns() {
+        let text = with_script(
+            "sessions: {\"1\": (state: \"not-authenticated\")},",
+            "S1: * OK ready\nC1: a1 FETCH 1 FLAGS\nS1: * 1 FETCH (FLAGS (\\Seen)\nS1: a1 OK [BROKEN done\n",
+        );
+        assert!(parse_str(Path::new("t.ron"), &text).is_err());
+        let s = match parse_recording(Path::new("t.ron"), &text) {
+            Ok(s) => s,
+            Err(e) => panic!("{e}"),
+        };
+        let (_, lines) = expects(&s, 2);
+        assert_eq!(lines[0].source, "* 1 FETCH (FLAGS (\\Seen)");
+        assert_eq!(*lines[0].pattern.kind(), PatternKind::Untagged);
+        assert!(matches!(lines[1].pattern.kind(), PatternKind::Tagged { tag, .. } if tag == "a1"));
     }
 
     #[test]
