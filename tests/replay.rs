@@ -75,6 +75,14 @@ fn a_recording_replays_clean_against_a_fresh_reference_server() {
 }
 
 #[test]
+fn interleaved_sessions_replay_step_by_step() {
+    // Session 1 IDLEs; its EXISTS and RECENT are recorded after session 2's APPEND.
+    let (code, out) = mailtape(&["replay", "transcripts/imap/two-sessions-idle.ron"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.matches("same as recorded").count(), 2, "{out}");
+}
+
+#[test]
 fn pop3_and_smtp_recordings_replay_against_the_reference_server() {
     let (code, out) = mailtape(&["replay", "transcripts/cross/python-smtp-pop3-reference.ron"]);
     assert_eq!(code, 0, "{out}");

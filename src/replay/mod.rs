@@ -237,3 +237,131 @@ fn compare_session(
         first_difference,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::log::ReplayLog;
+    use super::shrink::{Failure, failure};
+    use super::*;
+    use crate::report::{ScenarioOutcome, Status};
+
+    fn loc(line: usize) -> Loc {
+        Loc {
+            file: "r.ron".into(),
+            line,
+            column: 5,
+        }
+    }
+
+    /// A one-session log: greeting, `a1 NOOP`, then the recorded and live answers.
+    fn log(recorded: &[&str], live: &[&str]) -> ReplayLog {
+        let mut log = ReplayLog::default();
+        log.step(
+            "1",
+            Protocol::Imap,
+            vec![(b"* OK hi".to_vec(), loc(10))],
+            vec![b"* OK hello\r\n".to_vec()],
+            &loc(10),
+        );
+        log.client(
+            "1",
+            Protocol::Imap,
+            b"a1 NOOP\r\n".to_vec(),
+            b"a1 NOOP\r\n".to_vec(),
+            &loc(11),
+        );
+        let rec = recorded
+            .iter()
+            .enumerate()
+            .map(|(i, l)| (l.as_bytes().to_vec(), loc(12 + i)))
+            .collect();
+        let live = live
+            .iter()
+            .map(|l| format!("{l}\r\n").into_bytes())
+            .collect();
+        log.step("1", Protocol::Imap, rec, live, &loc(12));
+        log
+    }
+
+    fn report(log: ReplayLog, violations: Vec<Violation>) -> ReplayReport {
+        let outcome = ScenarioOutcome {
+            id: "r".into(),
+            title: "r".into(),
+            file: "r.ron".into(),
+            spec: Vec::new(),
+            target: "t".into(),
+            status: Status::Pass,
+            problems: Vec::new(),
+            violations,
+            transcript: Transcript::default(),
+            duration: std::time::Duration::ZERO,
+        };
+        compare(
+            ReplayRaw {
+                outcome,
+                substitutions: Vec::new(),
+                log,
+            },
+            "t",
+            false,
+        )
+    }
+
+    #[test]
+    fn the_same_answers_in_other_words_pass() {
+        let r = report(
+            log(
+                &["* 3 EXISTS", "a1 OK NOOP done"],
+                &["* 3 EXISTS", "a1 OK fine"],
+            ),
+            Vec::new(),
+        );
+        assert!(!r.failed(), "{:#?}", r.sessions);
+        assert_eq!(failure(&r, None, &|l| l), None);
+    }
+
+    #[test]
+    fn a_difference_names_its_recorded_line() {
+        // Changed line: the recorded line itself.
+        let r = report(
+            log(&["* 3 EXISTS", "a1 OK"], &["* 4 EXISTS", "a1 OK"]),
+            Vec::new(),
+        );
+        assert!(r.failed());
+        assert_eq!(r.sessions[0].first_difference, Some(loc(12)));
+        assert!(
+            r.sessions[0]
+                .diff
+                .contains("-S1: * 3 EXISTS\n+S1: * 4 EXISTS")
+        );
+        // The original file's numbering counts.
+        assert_eq!(
+            failure(&r, None, &|l| l + 100),
+            Some(Failure::Difference { line: 112 })
+        );
+        // An extra live line: the recorded line it came before.
+        let r = report(
+            log(
+                &["* 3 EXISTS", "a1 OK"],
+                &["* 3 EXISTS", "* 1 RECENT", "a1 OK"],
+            ),
+            Vec::new(),
+        );
+        assert_eq!(r.sessions[0].first_difference, Some(loc(13)));
+    }
+
+    #[test]
+    fn violations_decide_the_failure_before_differences() {
+        let v = crate::checks::imap::rules::TAG_UNKNOWN.violation("1", "zz9", b"zz9 OK");
+        let r = report(log(&["a1 OK"], &["a1 NO"]), vec![v]);
+        assert_eq!(
+            failure(&r, None, &|l| l),
+            Some(Failure::Rules(["imap.tag.unknown".to_string()].into()))
+        );
+        assert_eq!(
+            failure(&r, Some("imap.tag.unknown"), &|l| l),
+            Some(Failure::Rule("imap.tag.unknown".into()))
+        );
+        assert_eq!(failure(&r, Some("imap.flags.persist"), &|l| l), None);
+    }
+}
