@@ -11,6 +11,7 @@ use std::sync::Arc;
 use mailtape::engine::{RunOptions, TargetRun};
 use mailtape::target::Timeouts;
 use support::fake_imap::{self, Cmd, Reply};
+use support::fake_lines;
 
 /// The binary's exit code and stdout (stderr is appended to failures' messages).
 fn mailtape(args: &[&str]) -> (i32, String) {
@@ -324,6 +325,27 @@ fn bad_input_is_a_usage_error() {
     let (code, out) = mailtape(&["replay", &stranger.display().to_string()]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("--account carol:PASSWORD"), "{out}");
+    // Credentials and a target without accounts: said before anything is sent.
+    let nobody = r#"        "1": (state: "not-authenticated"),"#;
+    let file = write(
+        dir.path(),
+        "nobody.ron",
+        &recording(
+            "S1: * OK\nC1: a1 LOGIN {user} {password}\nS1: a1 OK",
+            nobody,
+        ),
+    );
+    let (code, out) = mailtape(&[
+        "replay",
+        &file.display().to_string(),
+        "--target",
+        "imap://127.0.0.1:9",
+    ]);
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("sends credentials") && out.contains("has no account"),
+        "{out}"
+    );
 }
 
 /// The committed Dovecot recording against the reference server: the differences are real
@@ -397,4 +419,48 @@ fn a_python_imaplib_recording_replays_against_dovecot() {
         out.contains("-S1: * 2 RECENT") && out.contains("[CLIENTBUG]"),
         "{out}"
     );
+}
+
+/// An SMTP server that refuses the recipient the recording's server accepted: the diff keeps
+/// the codes and drops the text, so it reads as the change of meaning it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_smtp_server_that_refuses_the_recipient_gets_a_diff_of_codes() {
+    let fake = fake_lines::start(
+        b"220 fake.example ESMTP ready\r\n",
+        Arc::new(|l: &fake_lines::Line<'_>| {
+            let verb = l
+                .text
+                .split(' ')
+                .next()
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            match verb.as_str() {
+                "EHLO" => b"250-fake.example\r\n250 PIPELINING\r\n".to_vec(),
+                "MAIL" => b"250 2.1.0 Sender ok\r\n".to_vec(),
+                "RCPT" => b"550 5.1.1 No such user here\r\n".to_vec(),
+                "QUIT" => b"221 2.0.0 bye\r\n".to_vec(),
+                _ => b"250 2.0.0 ok\r\n".to_vec(),
+            }
+        }),
+    )
+    .await;
+    let script = "S1: 220 mx.example.test ESMTP Postfix\nC1: EHLO client.example.test\nS1: 250-mx.example.test\nS1: 250 PIPELINING\nC1: MAIL FROM:<bob@example.test>\nS1: 250 2.1.0 Ok\nC1: RCPT TO:<alice@example.test>\nS1: 250 2.1.5 Ok\nC1: QUIT\nS1: 221 2.0.0 Bye";
+    let smtp_session = r#"        "1": (state: "not-authenticated", protocol: "smtp"),"#;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "smtp.ron", &recording(script, smtp_session));
+    let (code, out) = mailtape_async(vec![
+        "replay".into(),
+        file.display().to_string(),
+        "--target".into(),
+        format!("smtp://{}", fake.addr),
+    ])
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("-S1: 250 2.1.5\n+S1: 550 5.1.1\n"), "{out}");
+    assert!(
+        out.contains(&format!("first at {}:17:5", file.display())),
+        "{out}"
+    );
+    // Nothing else differs: greeting text, host names and the "Ok" texts do not count.
+    assert_eq!(out.matches("\n-S1").count(), 1, "{out}");
 }

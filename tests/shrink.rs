@@ -337,3 +337,30 @@ fn a_difference_shrinks_against_fresh_reference_servers() {
         "{kept:#?}"
     );
 }
+
+/// A recording of three sessions (IMAP, SMTP, POP3) with one recorded POP3 answer the server
+/// never gives: the sessions that have nothing to do with it go whole.
+#[test]
+fn sessions_that_do_not_matter_go_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let original = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("transcripts/cross/starttls-and-sasl.ron"),
+    )
+    .expect("committed recording");
+    let planted = original.replace("S3: +OK logged in", "S3: -ERR [AUTH] no");
+    assert_ne!(planted, original);
+    let file = dir.path().join("three.ron");
+    std::fs::write(&file, &planted).expect("write");
+    let (code, out) = mailtape(vec!["shrink".into(), file.display().to_string()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 session(s)"), "{out}");
+    let shrunk = std::fs::read_to_string(dir.path().join("three.min.ron")).expect("written");
+    assert!(
+        !shrunk.contains("\nC1:") && !shrunk.contains("\nC2:"),
+        "{shrunk}"
+    );
+    assert!(
+        shrunk.contains("C3: AUTH PLAIN") && shrunk.contains("S3: -ERR [AUTH] no"),
+        "{shrunk}"
+    );
+}

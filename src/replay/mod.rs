@@ -99,6 +99,14 @@ pub fn resolve_users(scenario: &mut Scenario, target: &Target) -> Result<(), Str
             uses.insert(session.clone());
         }
     }
+    if target.accounts.is_empty()
+        && let Some(name) = uses.iter().next()
+    {
+        return Err(format!(
+            "session {name:?} sends credentials, and target {} has no account (give user:pass in the URL or --account)",
+            target.name
+        ));
+    }
     for (name, spec) in scenario.sessions.iter_mut() {
         let Some(user) = spec.user.clone() else {
             continue;

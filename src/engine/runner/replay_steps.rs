@@ -23,8 +23,14 @@ use super::{ScenarioRun, self_net_problem, session_mut};
 impl ScenarioRun<'_> {
     /// No fixtures, no setup connection: a recording starts from connected sessions.
     pub(super) async fn execute_replay(&mut self) {
-        let mut protocols = vec![self.scenario.protocol];
-        protocols.extend(self.scenario.sessions.values().map(|s| s.protocol));
+        // The protocols of the sessions that have lines (the scenario's own is a default).
+        let mut protocols = Vec::new();
+        for step in &self.scenario.steps {
+            let p = self.protocol_of(step.session());
+            if !protocols.contains(&p) {
+                protocols.push(p);
+            }
+        }
         for p in protocols {
             if self.endpoint(p).is_none() {
                 self.problems.push(Problem::Error {
@@ -40,9 +46,16 @@ impl ScenarioRun<'_> {
             }
         }
         let first_user = self.scenario.sessions.values().find_map(|s| s.user.clone());
-        self.owner = self
-            .account(first_user.as_deref())
-            .or_else(|| self.run.target.accounts.first().cloned());
+        // A recording that sends no credentials (SMTP without AUTH) needs no account.
+        self.owner = Some(
+            self.account(first_user.as_deref())
+                .or_else(|| self.run.target.accounts.first().cloned())
+                .unwrap_or(crate::target::Account {
+                    name: String::new(),
+                    login: String::new(),
+                    password: String::new(),
+                }),
+        );
         self.bind_predefined(
             &Naming {
                 prefix: String::new(),
