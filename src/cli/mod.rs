@@ -88,12 +88,23 @@ pub struct RunArgs {
     /// Also write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Also write the JSON report (docs/json-report.md) to FILE, whatever --format says.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Take the new transcripts as the stored snapshots.
     #[arg(long)]
     pub accept: bool,
+    /// Neither compare nor write snapshots (e.g. a one-off CI run of a server with none
+    /// stored); the checks and scenarios still decide.
+    #[arg(long, conflicts_with = "accept")]
+    pub no_snapshots: bool,
     /// Fail on SHOULD-level violations too (they are warnings otherwise).
     #[arg(long)]
     pub strict: bool,
+    /// Expected failures kept outside the scenarios: lines `SCENARIO [TARGET] -- REASON`,
+    /// ids and names exact or ending in `*` (docs/known-failures.md).
+    #[arg(long, value_name = "FILE")]
+    pub known_failures: Option<PathBuf>,
     /// Seconds a polling step (`S~:` lines, e.g. waiting for a delivery) keeps trying.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub poll_timeout: f64,
