@@ -223,3 +223,24 @@ fn a_known_failures_list_turns_failures_into_expected_ones_and_flags_stale_entri
         .env("CI", ""));
     assert_eq!(code, 1);
 }
+
+#[test]
+fn trace_prints_every_wire_message_with_its_scenario() {
+    let (code, _, stderr) = run(mailtape()
+        .args(["run", "scenarios/imap/noop-basic.ron", "--trace"])
+        .env_remove("RUST_LOG")
+        .env("CI", ""));
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("scenario{id=imap.noop.basic target=reference}"))
+        .collect();
+    assert!(lines.iter().any(|l| l.ends_with("Cx: a1 NOOP")), "{stderr}");
+    assert!(lines.iter().any(|l| l.contains("Sx: a1 OK")), "{stderr}");
+    // Without --trace nothing of the wire is printed.
+    let (_, _, stderr) = run(mailtape()
+        .args(["run", "scenarios/imap/noop-basic.ron"])
+        .env_remove("RUST_LOG")
+        .env("CI", ""));
+    assert!(!stderr.contains("mailtape::wire"), "{stderr}");
+}

@@ -114,8 +114,20 @@ impl TargetRun {
         format!("{}mt-{}-{}", naming.prefix, self.run_id, n)
     }
 
-    /// Run one scenario to its raw outcome.
+    /// Run one scenario to its raw outcome. Wire traces and logs carry its id and target.
     pub async fn run(&self, scenario: &Scenario) -> RawOutcome {
+        use tracing::Instrument as _;
+        // Under the wire target, so that `--trace` alone shows which scenario a line is from.
+        let span = tracing::info_span!(
+            target: crate::report::trace::TARGET,
+            "scenario",
+            id = %scenario.id,
+            target = %self.target.name
+        );
+        self.run_scenario(scenario).instrument(span).await
+    }
+
+    async fn run_scenario(&self, scenario: &Scenario) -> RawOutcome {
         let _inbox = match uses_inbox(scenario) {
             true => Some(self.inbox.lock().await),
             false => None,

@@ -109,7 +109,6 @@ impl LineConnection {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        tracing::trace!(wire = %String::from_utf8_lossy(bytes), "C:");
         let stream = self.stream.as_mut().ok_or_else(lost)?;
         let written = match stream.write_all(bytes).await {
             Ok(()) => stream.flush().await,
@@ -128,7 +127,6 @@ impl LineConnection {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(r) = self.poll()? {
-                tracing::trace!(wire = %String::from_utf8_lossy(&r.raw), "S:");
                 return Ok(r);
             }
             let stream = self.stream.as_mut().ok_or_else(lost)?;
