@@ -240,6 +240,7 @@ mod tests {
         let cli = Cli::try_parse_from(["mailtape", "run"]).map_err(|e| e.to_string());
         let Ok(Cli {
             command: Command::Run(args),
+            ..
         }) = cli
         else {
             panic!("run should parse: {cli:?}");
