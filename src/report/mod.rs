@@ -13,6 +13,7 @@ pub mod junit;
 pub mod normalize;
 pub mod normalize_text;
 pub mod snapshot;
+pub mod trace;
 
 pub use human::{HumanOptions, HumanReporter};
 pub use normalize::normalize;
