@@ -464,3 +464,51 @@ async fn an_smtp_server_that_refuses_the_recipient_gets_a_diff_of_codes() {
     // Nothing else differs: greeting text, host names and the "Ok" texts do not count.
     assert_eq!(out.matches("\n-S1").count(), 1, "{out}");
 }
+
+/// Captures in a recording (`mailtape record --capture-uidvalidity` writes
+/// `[UIDVALIDITY {uidvalidity}]`) are bound as in a run, later client lines use them, and
+/// each is compared as the value it bound.
+#[test]
+fn captures_written_in_a_recording_are_bound_and_used() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        dir.path(),
+        "captures.ron",
+        &recording(CAPTURED, ONE_SESSION),
+    );
+    let (code, out) = mailtape(&["replay", &file.display().to_string()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("same as recorded"), "{out}");
+}
+
+const CAPTURED: &str = r#"S1: * OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR UIDPLUS MOVE IDLE ENABLE NAMESPACE ID UNSELECT AUTH=PLAIN AUTH=LOGIN STARTTLS] ready
+C1: a1 LOGIN {user} {password}
+S1: a1 OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR UIDPLUS MOVE IDLE ENABLE NAMESPACE ID UNSELECT] LOGIN completed
+C1: a2 CREATE replay-captures
+S1: a2 OK CREATE completed
+C1: a3 SELECT replay-captures
+S1: * FLAGS (\Answered \Flagged \Deleted \Seen \Draft)
+S1: * OK [PERMANENTFLAGS (\Answered \Flagged \Deleted \Seen \Draft \*)] Flags permitted
+S1: * 0 EXISTS
+S1: * 0 RECENT
+S1: * OK [UIDVALIDITY {uidvalidity}] UIDs valid
+S1: * OK [UIDNEXT {next}] Predicted next UID
+S1: a3 OK [READ-WRITE] SELECT completed
+C1: a4 APPEND replay-captures {14}
+S1: + Ready for literal data
+C1: Subject: x
+C1:
+C1:
+S1: * 1 EXISTS
+S1: * 1 RECENT
+S1: a4 OK [APPENDUID {uidvalidity} {next}] APPEND completed
+C1: a5 UID FETCH {next} (FLAGS)
+S1: * 1 FETCH (UID {next} FLAGS (\Recent))
+S1: a5 OK FETCH completed
+C1: a7 CLOSE
+S1: a7 OK CLOSE completed
+C1: a8 DELETE replay-captures
+S1: a8 OK DELETE completed
+C1: a9 LOGOUT
+S1: * BYE Logging out
+S1: a9 OK LOGOUT completed"#;

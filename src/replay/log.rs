@@ -72,14 +72,17 @@ impl ReplayLog {
         loc: &Loc,
     ) {
         let s = self.session(name, protocol);
-        let found = s.recorded_ctx.client(&recorded);
+        // Both sides show what was sent: a client line differs from the recording only by
+        // what the harness put in (live UIDs, variables, a `{N+}` sent as `{N}`), never by
+        // what the server did. The recorded side's context still reads the recorded line.
+        s.recorded_ctx.client(&recorded);
+        let found = s.live_ctx.client(&live);
         s.recorded.push(Entry {
             direction: Direction::Client,
-            bytes: recorded,
-            found,
+            bytes: live.clone(),
+            found: found.clone(),
             loc: Some(loc.clone()),
         });
-        let found = s.live_ctx.client(&live);
         s.live.push(Entry {
             direction: Direction::Client,
             bytes: live,

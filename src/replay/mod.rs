@@ -178,7 +178,12 @@ fn side(
             session: name.to_string(),
             direction: e.direction,
             setup: false,
-            bytes: captures.placeholders(&e.bytes, &e.found, live),
+            // Client lines are the live ones on both sides (see `log::ReplayLog::client`).
+            bytes: captures.placeholders(
+                &e.bytes,
+                &e.found,
+                live || e.direction == crate::report::Direction::Client,
+            ),
         })
         .collect();
     let chunks = match s.protocol {

@@ -15,7 +15,7 @@ use crate::report::Problem;
 use crate::script::{ExpectLine, Loc, PatternKind, Protocol};
 use crate::target::Endpoint;
 
-use super::super::expect::lossy;
+use super::super::expect::{ReplyLine, check_step, lossy};
 use super::super::session::{Sink, is_continuation, tagged_completion};
 use super::super::setup::Naming;
 use super::{ScenarioRun, self_net_problem, session_mut};
@@ -80,14 +80,28 @@ impl ScenarioRun<'_> {
             return Ok(Vec::new());
         };
         let loc = first.loc.clone();
-        let live = match protocol {
-            Protocol::Imap => self.replay_imap_window(endpoint, name, lines, &loc).await?,
-            _ => self.replay_line_window(endpoint, name, &loc).await?,
+        // Captures written in the recording (`[UIDVALIDITY {uidvalidity}]`, as `mailtape
+        // record --capture-uidvalidity` does) are bound as in a run, so later lines can use
+        // them; whether the lines match is not the question here.
+        let mut vars = self.session_vars(name);
+        let live: Vec<Vec<u8>> = match protocol {
+            Protocol::Imap => {
+                let window = self.replay_imap_window(endpoint, name, lines, &loc).await?;
+                let _ = check_step(name, lines, &window, &mut vars);
+                window.into_iter().map(|f| f.raw).collect()
+            }
+            _ => {
+                let window = self.replay_line_window(endpoint, name, &loc).await?;
+                let _ = check_step(name, lines, &window, &mut vars);
+                window.into_iter().map(|l| l.0).collect()
+            }
         };
+        // A capture in a recorded line stands for the value it bound: compared as that value.
         let recorded = lines
             .iter()
-            .map(|l| (l.source.clone().into_bytes(), l.loc.clone()))
+            .map(|l| (fill_captures(&l.source, &vars).into_bytes(), l.loc.clone()))
             .collect();
+        self.keep_captures(vars);
         if let Some(r) = self.replay.as_mut() {
             r.step(name, protocol, recorded, live, &loc);
         }
@@ -100,7 +114,7 @@ impl ScenarioRun<'_> {
         name: &str,
         lines: &[ExpectLine],
         loc: &Loc,
-    ) -> Result<Vec<Vec<u8>>, Problem> {
+    ) -> Result<Vec<ServerFrame>, Problem> {
         let wait = self.run.target.timeouts.read;
         let tags: Vec<String> = lines
             .iter()
@@ -147,7 +161,7 @@ impl ScenarioRun<'_> {
                 }
             }
         };
-        Ok(s.pending.drain(..end).map(|f| f.raw).collect())
+        Ok(s.pending.drain(..end).collect())
     }
 
     async fn replay_line_window(
@@ -155,7 +169,7 @@ impl ScenarioRun<'_> {
         endpoint: &Endpoint,
         name: &str,
         loc: &Loc,
-    ) -> Result<Vec<Vec<u8>>, Problem> {
+    ) -> Result<Vec<ReplyLine>, Problem> {
         let wait = self.run.target.timeouts.read;
         self.ensure_line_session(endpoint, name, loc).await?;
         let s = super::line_steps::line_mut(&mut self.lines, name, loc).map_err(|p| *p)?;
@@ -178,10 +192,40 @@ impl ScenarioRun<'_> {
                 }
             }
         }
-        let window = s.window().into_iter().map(|l| l.0).collect();
+        let window = s.window();
         s.pending.clear();
         Ok(window)
     }
+}
+
+/// `text` with each `{name}` / `{name:type}` that `vars` binds replaced by its value
+/// (literal announcements such as `{12}` are no names and stay).
+fn fill_captures(text: &str, vars: &crate::script::Bindings) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let value = after.find('}').and_then(|close| {
+            let name = after[..close].split(':').next().unwrap_or_default();
+            let v = crate::script::pattern::is_var_name(name)
+                .then(|| vars.get(name))
+                .flatten()?;
+            Some((v.to_template_text(), close))
+        });
+        match value {
+            Some((v, close)) => {
+                out.push_str(&v);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Where the window of a recorded IMAP step ends in the messages received, if it is complete.
@@ -226,4 +270,27 @@ fn timeout_problem(
         message.push_str(&format!("; received meanwhile: {}", got.join(" | ")));
     }
     p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fill_captures;
+    use crate::script::{Bindings, Value};
+
+    #[test]
+    fn captures_become_their_values_and_literals_stay() {
+        let mut vars = Bindings::default();
+        vars.insert("uidvalidity", Value::Number(42));
+        assert_eq!(
+            fill_captures(
+                "* OK [UIDVALIDITY {uidvalidity:number}] x {12} {unbound} {",
+                &vars
+            ),
+            "* OK [UIDVALIDITY 42] x {12} {unbound} {"
+        );
+        assert_eq!(
+            fill_captures("a1 OK [APPENDUID {uidvalidity} 3]", &vars),
+            "a1 OK [APPENDUID 42 3]"
+        );
+    }
 }
