@@ -136,7 +136,7 @@ pub struct ReplayArgs {
     /// Where to replay it (without --target: the bundled reference server, in-process).
     #[command(flatten)]
     pub target: TargetArgs,
-    /// Output format on stdout.
+    /// Output format on stdout (the JSON document is described in docs/replay.md).
     #[arg(long, value_enum, default_value_t = Format::Human)]
     pub format: Format,
     /// Fail on SHOULD-level violations too.

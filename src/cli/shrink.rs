@@ -34,7 +34,10 @@ pub async fn shrink(args: ShrinkArgs) -> Result<u8, CliError> {
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| CliError::Config(format!("{}: {e}", args.file.display())))?;
     let bar = if std::io::stderr().is_terminal() {
-        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        // A replay can wait out a timeout: the spinner shows it is still going.
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
     } else {
         ProgressBar::hidden()
     };
