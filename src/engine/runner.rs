@@ -398,6 +398,17 @@ impl<'a> ScenarioRun<'a> {
                 "auth_plain".to_string(),
                 Value::Atom(base64::engine::general_purpose::STANDARD.encode(plain)),
             );
+            // SASL LOGIN responses (RFC 4954 4, draft-murchison-sasl-login): base64 of the
+            // login and of the password.
+            let b64 = &base64::engine::general_purpose::STANDARD;
+            vars.0.insert(
+                "user_b64".to_string(),
+                Value::Atom(b64.encode(&a.login)),
+            );
+            vars.0.insert(
+                "password_b64".to_string(),
+                Value::Atom(b64.encode(&a.password)),
+            );
             vars.0.insert(
                 "password".to_string(),
                 Value::String(a.password.into_bytes()),
@@ -453,7 +464,10 @@ impl<'a> ScenarioRun<'a> {
     /// captures and are bound again for each session.
     fn keep_captures(&mut self, merged: Bindings) {
         for (k, v) in merged.0 {
-            if !matches!(k.as_str(), "user" | "password" | "auth_plain") {
+            if !matches!(
+                k.as_str(),
+                "user" | "password" | "auth_plain" | "user_b64" | "password_b64"
+            ) {
                 self.vars.0.insert(k, v);
             }
         }

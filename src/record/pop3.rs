@@ -1,0 +1,349 @@
+//! POP3 transcript: client commands parsed with mailtape-proto's codec to know each reply's
+//! shape (multi-line after `+OK` for RETR, TOP, CAPA, LIST/UIDL without argument, bare AUTH;
+//! SASL continuations for AUTH with a mechanism); multi-line bodies written one `S` line per
+//! line, dot-unstuffed, then `S: .`. USER/PASS/AUTH credentials become variables.
+
+use std::collections::VecDeque;
+
+use mailtape_proto::pop3::{Command, Expect, parse_command};
+
+use super::journal::Entry;
+use super::lines::{LineSplitter, RawLine, b64_text, line_text, plain_login, preview};
+use super::observe::{Observer, client_line, server_text_line};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Other,
+    Stls,
+}
+
+/// A SASL exchange in progress: the mechanism and how many responses the client sent.
+#[derive(Debug)]
+struct Sasl {
+    mechanism: String,
+    responses: usize,
+}
+
+pub struct Pop3Observer {
+    keep_secrets: bool,
+    client_lines: LineSplitter,
+    server_lines: LineSplitter,
+    /// Replies owed, oldest first; the greeting is owed from the start.
+    owed: VecDeque<(Expect, Kind)>,
+    /// Inside a multi-line reply's body.
+    in_body: bool,
+    sasl: Option<Sasl>,
+    /// The last server line was a `+ ` continuation: the client's next line is a SASL
+    /// response, not a command.
+    awaiting_response: bool,
+    upgrade: bool,
+    user: Option<String>,
+}
+
+impl Pop3Observer {
+    pub fn new(keep_secrets: bool) -> Self {
+        Pop3Observer {
+            keep_secrets,
+            client_lines: LineSplitter::default(),
+            server_lines: LineSplitter::default(),
+            owed: VecDeque::from([(Expect::SingleLine, Kind::Other)]),
+            in_body: false,
+            sasl: None,
+            awaiting_response: false,
+            upgrade: false,
+            user: None,
+        }
+    }
+
+    fn client_raw(&mut self, raw: RawLine, out: &mut Vec<Entry>) {
+        let line = match checked(&raw, "client", out) {
+            Some(l) => l,
+            None => {
+                // Still a command to the server: it will answer it.
+                self.owed.push_back((Expect::SingleLine, Kind::Other));
+                return;
+            }
+        };
+        if self.awaiting_response {
+            self.awaiting_response = false;
+            self.owed.push_back((Expect::Sasl, Kind::Other));
+            let text = self.sasl_response(&line);
+            client_line(out, text, &line);
+            return;
+        }
+        let words: Vec<&str> = line.split(' ').collect();
+        let keyword = words.first().copied().unwrap_or_default();
+        let (shape, kind, text) = match parse_command(line.as_bytes()) {
+            Ok(Command::User { name }) => {
+                self.user = Some(name);
+                (Expect::SingleLine, Kind::Other, self.secret(&line, || format!("{keyword} {{user}}")))
+            }
+            Ok(Command::Pass { .. }) => (
+                Expect::SingleLine,
+                Kind::Other,
+                self.secret(&line, || format!("{keyword} {{password}}")),
+            ),
+            Ok(cmd @ Command::Auth { .. }) => {
+                let Command::Auth {
+                    mechanism,
+                    initial_response,
+                } = &cmd
+                else {
+                    return;
+                };
+                let text = match (mechanism, initial_response) {
+                    (Some(mech), Some(ir)) => {
+                        let mech_up = mech.to_ascii_uppercase();
+                        self.sasl = Some(Sasl {
+                            mechanism: mech_up.clone(),
+                            responses: 1,
+                        });
+                        let var = self.learn_from_response(&mech_up, 0, ir.expose());
+                        self.secret(&line, || format!("{keyword} {mech} {var}"))
+                    }
+                    (Some(mech), None) => {
+                        self.sasl = Some(Sasl {
+                            mechanism: mech.to_ascii_uppercase(),
+                            responses: 0,
+                        });
+                        line.clone()
+                    }
+                    _ => line.clone(),
+                };
+                (cmd.expect(), Kind::Other, text)
+            }
+            Ok(Command::Stls) => (Expect::SingleLine, Kind::Stls, line.clone()),
+            Ok(cmd) => (cmd.expect(), Kind::Other, line.clone()),
+            Err(_) => (Expect::SingleLine, Kind::Other, line.clone()),
+        };
+        self.owed.push_back((shape, kind));
+        client_line(out, text, &line);
+    }
+
+    /// The written form of a line carrying a secret.
+    fn secret(&self, line: &str, redacted: impl FnOnce() -> String) -> String {
+        if self.keep_secrets {
+            line.to_owned()
+        } else {
+            redacted()
+        }
+    }
+
+    /// Learns the login from a SASL response and returns the variable standing for it.
+    fn learn_from_response(&mut self, mechanism: &str, index: usize, b64: &str) -> String {
+        match (mechanism, index) {
+            ("PLAIN", _) => {
+                if let Some(u) = plain_login(b64) {
+                    self.user = Some(u);
+                }
+                "{auth_plain}".into()
+            }
+            ("LOGIN", 0) => {
+                if let Some(u) = b64_text(b64) {
+                    self.user = Some(u);
+                }
+                "{user_b64}".into()
+            }
+            ("LOGIN", _) => "{password_b64}".into(),
+            _ => "*".into(),
+        }
+    }
+
+    fn sasl_response(&mut self, line: &str) -> String {
+        let Some(sasl) = self.sasl.as_mut() else {
+            return line.to_owned();
+        };
+        let index = sasl.responses;
+        sasl.responses += 1;
+        let mechanism = sasl.mechanism.clone();
+        if line == "*" {
+            return line.to_owned();
+        }
+        let var = self.learn_from_response(&mechanism, index, line);
+        if self.keep_secrets { line.to_owned() } else { var }
+    }
+
+    fn server_raw(&mut self, raw: RawLine, out: &mut Vec<Entry>) {
+        let line = checked(&raw, "server", out);
+        if self.in_body {
+            if line.as_deref() == Some(".") {
+                self.in_body = false;
+                self.owed.pop_front();
+                out.push(Entry::Server(".".into()));
+                return;
+            }
+            if let Some(l) = line {
+                let unstuffed = l.strip_prefix('.').unwrap_or(&l).to_owned();
+                server_text_line(out, unstuffed);
+            }
+            return;
+        }
+        let text = line.unwrap_or_default();
+        let (shape, kind) = self
+            .owed
+            .front()
+            .copied()
+            .unwrap_or((Expect::SingleLine, Kind::Other));
+        let ok = text.starts_with("+OK");
+        let continuation = text == "+" || text.starts_with("+ ");
+        if !text.is_empty() {
+            server_text_line(out, text);
+        }
+        match shape {
+            Expect::MultiLine if ok => {
+                self.in_body = true;
+                return;
+            }
+            Expect::Sasl if continuation => self.awaiting_response = true,
+            Expect::Sasl => self.sasl = None,
+            _ => {}
+        }
+        if kind == Kind::Stls && ok {
+            self.upgrade = true;
+        }
+        self.owed.pop_front();
+    }
+}
+
+/// The line as script text, or `None` with a note saying why it cannot be one.
+fn checked(raw: &RawLine, side: &str, out: &mut Vec<Entry>) -> Option<String> {
+    if raw.cut > 0 {
+        out.push(Entry::Note(format!(
+            "{side} line of {} bytes cut at {} bytes and not written: {}",
+            raw.bytes.len() + raw.cut,
+            raw.bytes.len(),
+            preview(&raw.bytes)
+        )));
+        return None;
+    }
+    match line_text(&raw.bytes) {
+        Ok(t) => {
+            if t.bare_lf {
+                out.push(Entry::Note(format!(
+                    "the next {side} line ended in a bare LF (a script sends CRLF)"
+                )));
+            }
+            Some(t.text)
+        }
+        Err(why) => {
+            out.push(Entry::Note(format!(
+                "{side} line not written ({why}): {}",
+                preview(&raw.bytes)
+            )));
+            None
+        }
+    }
+}
+
+impl Observer for Pop3Observer {
+    fn client(&mut self, bytes: &[u8], out: &mut Vec<Entry>) {
+        for raw in self.client_lines.push(bytes) {
+            self.client_raw(raw, out);
+        }
+    }
+
+    fn server(&mut self, bytes: &[u8], out: &mut Vec<Entry>) {
+        for raw in self.server_lines.push(bytes) {
+            self.server_raw(raw, out);
+        }
+    }
+
+    fn starttls_pending(&self) -> bool {
+        self.owed.iter().any(|(_, k)| *k == Kind::Stls)
+    }
+
+    fn take_upgrade(&mut self) -> bool {
+        std::mem::take(&mut self.upgrade)
+    }
+
+    fn user(&self) -> Option<String> {
+        self.user.clone()
+    }
+
+    fn finish(&mut self, out: &mut Vec<Entry>) {
+        unfinished(out, "client", self.client_lines.pending());
+        unfinished(out, "server", self.server_lines.pending());
+        if self.in_body {
+            out.push(Entry::Note(
+                "the connection ended inside a multi-line reply (no final `.`)".into(),
+            ));
+        }
+    }
+}
+
+pub(super) fn unfinished(out: &mut Vec<Entry>, side: &str, pending: usize) {
+    if pending > 0 {
+        out.push(Entry::Note(format!(
+            "the connection ended after {pending} bytes of an unfinished {side} line"
+        )));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(steps: &[(bool, &[u8])], keep: bool) -> (Vec<Entry>, Option<String>) {
+        let mut o = Pop3Observer::new(keep);
+        let mut out = Vec::new();
+        for (client, bytes) in steps {
+            if *client {
+                o.client(bytes, &mut out);
+            } else {
+                o.server(bytes, &mut out);
+            }
+        }
+        (out, o.user())
+    }
+
+    #[test]
+    fn retr_body_is_unstuffed_and_credentials_redacted() {
+        let (out, user) = run(
+            &[
+                (false, b"+OK ready\r\n"),
+                (true, b"USER alice\r\nPASS secret pw\r\nRETR 1\r\n"),
+                (false, b"+OK\r\n+OK\r\n+OK 9 octets\r\nSubject: x\r\n\r\n..dot\r\n.\r\n"),
+            ],
+            false,
+        );
+        assert_eq!(user.as_deref(), Some("alice"));
+        let want = vec![
+            Entry::Server("+OK ready".into()),
+            Entry::Client("USER {user}".into()),
+            Entry::Client("PASS {password}".into()),
+            Entry::Client("RETR 1".into()),
+            Entry::Server("+OK".into()),
+            Entry::Server("+OK".into()),
+            Entry::Server("+OK 9 octets".into()),
+            Entry::Server("Subject: x".into()),
+            Entry::Server("".into()),
+            Entry::Server(".dot".into()),
+            Entry::Server(".".into()),
+        ];
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn auth_plain_continuation_and_stls() {
+        let mut o = Pop3Observer::new(false);
+        let mut out = Vec::new();
+        o.server(b"+OK hi\r\n", &mut out);
+        o.client(b"AUTH PLAIN\r\n", &mut out);
+        o.server(b"+ \r\n", &mut out);
+        o.client(b"AGFsaWNlAGFsaWNlcHc=\r\n", &mut out);
+        o.server(b"+OK logged in\r\n", &mut out);
+        o.client(b"STLS\r\n", &mut out);
+        assert!(o.starttls_pending());
+        o.server(b"+OK begin\r\n", &mut out);
+        assert!(o.take_upgrade());
+        assert!(!o.starttls_pending());
+        assert_eq!(out[3], Entry::Client("{auth_plain}".into()));
+        assert_eq!(o.user().as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn keep_secrets_writes_them() {
+        let (out, _) = run(&[(false, b"+OK\r\n"), (true, b"PASS pw\r\n")], true);
+        assert_eq!(out[1], Entry::Client("PASS pw".into()));
+    }
+}
