@@ -55,7 +55,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), CliError> {
     Ok(())
 }
 
-fn secs(s: f64, flag: &str) -> Result<Duration, CliError> {
+pub(super) fn secs(s: f64, flag: &str) -> Result<Duration, CliError> {
     Duration::try_from_secs_f64(s)
         .ok()
         .filter(|d| !d.is_zero())
