@@ -53,6 +53,7 @@ struct Setup {
     upstream: Endpoint,
     trust: Vec<rustls_pki_types::CertificateDer<'static>>,
     keep_secrets: bool,
+    capture_uidvalidity: bool,
     per_connection: bool,
     connections: Option<usize>,
     read: Duration,
@@ -64,6 +65,7 @@ impl Setup {
             upstream,
             trust: Vec::new(),
             keep_secrets: false,
+            capture_uidvalidity: false,
             per_connection: false,
             connections: Some(1),
             read: Duration::from_secs(20),
@@ -80,6 +82,7 @@ impl Setup {
             output: output.clone(),
             per_connection: self.per_connection,
             keep_secrets: self.keep_secrets,
+            capture_uidvalidity: self.capture_uidvalidity,
             connections: self.connections,
             cert: TlsSource::Generate,
             cert_out: Some(cert_out.clone()),
@@ -603,6 +606,7 @@ async fn unreachable_upstream_is_named() {
         output: dir.path().join("x.ron"),
         per_connection: false,
         keep_secrets: false,
+        capture_uidvalidity: false,
         connections: Some(1),
         cert: TlsSource::Generate,
         cert_out: None,
@@ -645,9 +649,11 @@ async fn stopping_finishes_the_file_with_open_sessions_noted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_session_runs_against_a_fresh_reference_server() {
     let server = reference().await;
-    let proxy = Setup::new(endpoint(Protocol::Imap, Security::Plain, server.imap.unwrap()))
-        .start()
-        .await;
+    let mut setup = Setup::new(endpoint(Protocol::Imap, Security::Plain, server.imap.unwrap()));
+    // UIDVALIDITY differs between two server instances (RFC 3501 2.3.1.1 lets it be
+    // anything unique): without the captures, `run` would compare the recorded number.
+    setup.capture_uidvalidity = true;
+    let proxy = setup.start().await;
     let mut c = TcpStream::connect(proxy.addr).await.unwrap();
     read_until(&mut c, b"\r\n").await;
     for (cmd, done) in [
@@ -664,6 +670,9 @@ async fn recorded_session_runs_against_a_fresh_reference_server() {
     drop(c);
     let (_, proxy) = proxy.finished().await;
     server.shutdown().await;
+    let text = proxy.text();
+    assert!(text.contains("[UIDVALIDITY {uidvalidity}]"), "{text}");
+    assert!(text.contains("[APPENDUID {uidvalidity} 1]"), "{text}");
     let out = tokio::task::spawn_blocking({
         let file = proxy.output.clone();
         move || {
@@ -706,6 +715,7 @@ async fn imaplib_against_dovecot() {
             output: output.clone(),
             per_connection: false,
             keep_secrets: false,
+            capture_uidvalidity: false,
             connections: Some(1),
             cert: TlsSource::Generate,
             cert_out: Some(cert_out.clone()),
@@ -743,4 +753,137 @@ async fn imaplib_against_dovecot() {
             assert!(text.contains(" STARTTLS\n"), "{text}");
         }
     }
+}
+
+/// AUTHENTICATE PLAIN (continuation) and LOGIN recorded as `{auth_plain}`, `{user_b64}`,
+/// `{password_b64}`; the file runs against a fresh reference server, so the variables are
+/// filled from the account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_authenticate_is_redacted_and_runs() {
+    let server = reference().await;
+    let mut setup = Setup::new(endpoint(Protocol::Imap, Security::Plain, server.imap.unwrap()));
+    setup.connections = Some(2);
+    let proxy = setup.start().await;
+    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+    read_until(&mut c, b"\r\n").await;
+    c.write_all(b"p1 AUTHENTICATE PLAIN\r\n").await.unwrap();
+    read_until(&mut c, b"+").await;
+    c.write_all(b"AGFsaWNlAGFsaWNlcHc=\r\n").await.unwrap();
+    read_until(&mut c, b"p1 OK").await;
+    c.write_all(b"p2 LOGOUT\r\n").await.unwrap();
+    read_until(&mut c, b"p2 OK").await;
+    drop(c);
+    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+    read_until(&mut c, b"\r\n").await;
+    c.write_all(b"l1 AUTHENTICATE LOGIN\r\n").await.unwrap();
+    read_until(&mut c, b"\r\n").await;
+    c.write_all(b"Ym9i\r\n").await.unwrap();
+    read_until(&mut c, b"\r\n").await;
+    c.write_all(b"Ym9icHc=\r\n").await.unwrap();
+    read_until(&mut c, b"l1 OK").await;
+    c.write_all(b"l2 LOGOUT\r\n").await.unwrap();
+    read_until(&mut c, b"l2 OK").await;
+    drop(c);
+    let (_, proxy) = proxy.finished().await;
+    server.shutdown().await;
+    let (sc, text) = load(&proxy.output);
+    assert_eq!(sc.sessions["1"].user.as_deref(), Some("alice"), "{text}");
+    assert_eq!(sc.sessions["2"].user.as_deref(), Some("bob"), "{text}");
+    for want in ["C1: {auth_plain}\n", "C2: {user_b64}\n", "C2: {password_b64}\n"] {
+        assert!(text.contains(want), "missing {want:?}\n{text}");
+    }
+    assert!(!text.contains("Ym9icHc="), "{text}");
+    let file = proxy.output.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_mailtape"))
+            .arg("run")
+            .arg(&file)
+            .arg("--account")
+            .arg("bob:bobpw")
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Kills the child by its pid when the test ends, however it ends.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary: prints where it listens, records, stops after `--connections`, prints the
+/// summary line; no spinner when stderr is not a terminal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_record_command_end_to_end() {
+    use std::io::BufRead;
+    let server = reference().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("cli.ron");
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_mailtape"))
+            .arg("record")
+            .args(["--listen", "127.0.0.1:0", "--connections", "1", "-o"])
+            .arg(&output)
+            .arg("--upstream")
+            .arg(format!("pop3://127.0.0.1:{}", server.pop3.unwrap().port()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(WAIT).unwrap();
+    let addr: SocketAddr = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or_else(|| panic!("no address in {first:?}"))
+        .parse()
+        .unwrap();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    read_until(&mut c, b"\r\n").await;
+    c.write_all(b"CAPA\r\nQUIT\r\n").await.unwrap();
+    read_until(&mut c, b"signing off").await;
+    drop(c);
+    let summary = rx.recv_timeout(WAIT).unwrap();
+    assert!(
+        summary.starts_with("recorded 1 session, ") && summary.ends_with("cli.ron"),
+        "{summary}"
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(started.elapsed() < WAIT, "mailtape record did not exit");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(status.success());
+    let (sc, text) = load(&output);
+    assert_eq!(sc.protocol, Protocol::Pop3);
+    assert!(text.contains("C1: CAPA\nC1: QUIT\nS1: +OK"), "{text}");
+    assert!(text.contains("S1: STLS\nS1: .\n"), "{text}");
+    server.shutdown().await;
 }

@@ -159,6 +159,11 @@ pub struct RecordArgs {
     /// Write credentials as sent instead of {user}, {password}, {auth_plain}, ...
     #[arg(long)]
     pub keep_secrets: bool,
+    /// Write IMAP UIDVALIDITY values as captures ({uidvalidity}), so that `mailtape run`
+    /// of the file matches a server with other values. Off by default: the file holds
+    /// what the server said.
+    #[arg(long)]
+    pub capture_uidvalidity: bool,
     /// Stop after this many connections have ended.
     #[arg(long, value_name = "N")]
     pub connections: Option<usize>,

@@ -26,6 +26,7 @@ pub async fn record(args: RecordArgs) -> Result<u8, CliError> {
         output: args.output.clone(),
         per_connection: args.per_connection,
         keep_secrets: args.keep_secrets,
+        capture_uidvalidity: args.capture_uidvalidity,
         connections: args.connections,
         cert: match (args.cert, args.key) {
             (Some(cert), Some(key)) => TlsSource::Files { cert, key },

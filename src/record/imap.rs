@@ -4,7 +4,7 @@
 //! after the announcing line; LITERAL+ gets none. LOGIN and AUTHENTICATE PLAIN/LOGIN
 //! credentials become variables; STARTTLS is followed to its tagged OK.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
@@ -51,10 +51,12 @@ pub struct ImapObserver {
     /// a replay does not wait for a command it never sent.
     dropped: HashSet<String>,
     user: Option<String>,
+    /// `--capture-uidvalidity`: each UIDVALIDITY value seen and the variable standing for it.
+    uidvalidity: Option<HashMap<String, String>>,
 }
 
 impl ImapObserver {
-    pub fn new(keep_secrets: bool) -> Self {
+    pub fn new(keep_secrets: bool, capture_uidvalidity: bool) -> Self {
         let cap = RECORD_CAP as u32;
         ImapObserver {
             keep_secrets,
@@ -68,7 +70,52 @@ impl ImapObserver {
             sasl: None,
             dropped: HashSet::new(),
             user: None,
+            uidvalidity: capture_uidvalidity.then(HashMap::new),
         }
+    }
+
+    /// Writes UIDVALIDITY values (after UIDVALIDITY, and the first number of APPENDUID and
+    /// COPYUID) as a capture the first time and as that variable after, so that a run
+    /// against another server, whose UIDVALIDITY differs, still matches.
+    fn capture_uidvalidity(&mut self, text: &str) -> String {
+        let Some(known) = self.uidvalidity.as_mut() else {
+            return text.to_owned();
+        };
+        let mut out = String::with_capacity(text.len());
+        let mut words = text.split(' ').peekable();
+        let mut first = true;
+        while let Some(word) = words.next() {
+            if !first {
+                out.push(' ');
+            }
+            first = false;
+            out.push_str(word);
+            let key = word.trim_start_matches(['[', '(']).to_ascii_uppercase();
+            // Each names a mailbox's UIDVALIDITY (RFC 3501 7.1, RFC 4315 3).
+            if !matches!(key.as_str(), "UIDVALIDITY" | "APPENDUID" | "COPYUID") {
+                continue;
+            }
+            let Some(next) = words.peek() else { continue };
+            let digits: String = next.chars().take_while(char::is_ascii_digit).collect();
+            if digits.is_empty() {
+                continue;
+            }
+            let name = match known.get(&digits) {
+                Some(name) => name.clone(),
+                None => {
+                    let name = match known.len() {
+                        0 => "uidvalidity".to_string(),
+                        n => format!("uidvalidity{}", n + 1),
+                    };
+                    known.insert(digits.clone(), name.clone());
+                    name
+                }
+            };
+            let rest = &next[digits.len()..];
+            out.push_str(&format!(" {{{name}}}{rest}"));
+            words.next();
+        }
+        out
     }
 
     /// The client's current message announced a synchronizing literal and waits for `+`.
@@ -267,6 +314,7 @@ impl ImapObserver {
         }
         for p in pieces {
             let (Piece::Line(t) | Piece::Plus(t)) = p;
+            let t = self.capture_uidvalidity(&t);
             out.push(Entry::Server(t));
         }
     }
@@ -413,7 +461,7 @@ mod tests {
 
     #[test]
     fn sync_literal_gets_its_continuation_line_in_place() {
-        let mut o = ImapObserver::new(false);
+        let mut o = ImapObserver::new(false, false);
         let out = script(
             &mut o,
             &[
@@ -438,7 +486,7 @@ mod tests {
 
     #[test]
     fn literal_ending_mid_line_and_server_literal() {
-        let mut o = ImapObserver::new(true);
+        let mut o = ImapObserver::new(true, false);
         let out = script(
             &mut o,
             &[
@@ -462,7 +510,7 @@ mod tests {
 
     #[test]
     fn login_with_literals_is_redacted_whole() {
-        let mut o = ImapObserver::new(false);
+        let mut o = ImapObserver::new(false, false);
         let out = script(
             &mut o,
             &[
@@ -484,7 +532,7 @@ mod tests {
 
     #[test]
     fn authenticate_and_starttls() {
-        let mut o = ImapObserver::new(false);
+        let mut o = ImapObserver::new(false, false);
         let out = script(
             &mut o,
             &[
@@ -504,8 +552,38 @@ mod tests {
     }
 
     #[test]
+    fn uidvalidity_becomes_a_capture_then_a_variable() {
+        let mut o = ImapObserver::new(false, true);
+        let out = script(
+            &mut o,
+            &[
+                (false, b"* OK [UIDVALIDITY 7226] UIDs valid\r\n"),
+                (false, b"a1 OK [APPENDUID 7226 3] done\r\n"),
+                (false, b"* STATUS x (UIDVALIDITY 99 UIDNEXT 2)\r\n"),
+                (false, b"a2 OK [COPYUID 99 1 2] done\r\n"),
+            ],
+        );
+        let texts: Vec<String> = out
+            .iter()
+            .map(|e| match e {
+                Entry::Server(t) => t.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "* OK [UIDVALIDITY {uidvalidity}] UIDs valid",
+                "a1 OK [APPENDUID {uidvalidity} 3] done",
+                "* STATUS x (UIDVALIDITY {uidvalidity2} UIDNEXT 2)",
+                "a2 OK [COPYUID {uidvalidity2} 1 2] done",
+            ]
+        );
+    }
+
+    #[test]
     fn refused_literal_and_bad_bytes_become_notes() {
-        let mut o = ImapObserver::new(false);
+        let mut o = ImapObserver::new(false, false);
         let out = script(
             &mut o,
             &[

@@ -44,6 +44,8 @@ pub struct Options {
     pub per_connection: bool,
     /// Write credentials as sent instead of variables.
     pub keep_secrets: bool,
+    /// Write IMAP UIDVALIDITY values as captures (so `mailtape run` matches another server).
+    pub capture_uidvalidity: bool,
     /// Stop after this many connections have ended.
     pub connections: Option<usize>,
     /// The certificate shown to clients (generated, or PEM files).
@@ -107,6 +109,7 @@ pub struct Summary {
 pub(crate) struct Shared {
     pub upstream: Endpoint,
     pub keep_secrets: bool,
+    pub capture_uidvalidity: bool,
     pub tls_client: TlsClient,
     pub acceptor: TlsAcceptor,
     pub timeouts: Timeouts,
@@ -119,6 +122,11 @@ impl Shared {
     pub fn record(&self, session: usize, entries: Vec<Entry>, user: Option<String>) {
         if entries.is_empty() && user.is_none() {
             return;
+        }
+        for e in &entries {
+            if let Entry::Note(n) = e {
+                tracing::warn!("mailtape record: session {}: {n}", session + 1);
+            }
         }
         if let Ok(mut j) = self.journal.lock() {
             j.push(session, entries);
@@ -157,6 +165,7 @@ impl Recorder {
         let shared = Arc::new(Shared {
             upstream: options.upstream.clone(),
             keep_secrets: options.keep_secrets,
+            capture_uidvalidity: options.capture_uidvalidity,
             tls_client,
             acceptor: TlsAcceptor::from(setup.config),
             timeouts: options.timeouts.clone(),

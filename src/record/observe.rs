@@ -26,9 +26,16 @@ pub trait Observer: Send {
 }
 
 /// The observer for a protocol.
-pub fn for_protocol(protocol: Protocol, keep_secrets: bool) -> Box<dyn Observer> {
+pub fn for_protocol(
+    protocol: Protocol,
+    keep_secrets: bool,
+    capture_uidvalidity: bool,
+) -> Box<dyn Observer> {
     match protocol {
-        Protocol::Imap => Box::new(super::imap::ImapObserver::new(keep_secrets)),
+        Protocol::Imap => Box::new(super::imap::ImapObserver::new(
+            keep_secrets,
+            capture_uidvalidity,
+        )),
         Protocol::Pop3 => Box::new(super::pop3::Pop3Observer::new(keep_secrets)),
         Protocol::Smtp => Box::new(super::smtp::SmtpObserver::new(keep_secrets)),
     }

@@ -107,12 +107,15 @@ pub async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
-    let mut observer = observe::for_protocol(shared.upstream.protocol, shared.keep_secrets);
+    let mut observer = observe::for_protocol(
+        shared.upstream.protocol,
+        shared.keep_secrets,
+        shared.capture_uidvalidity,
+    );
     let result = serve(tcp, &shared, session, observer.as_mut(), &mut shutdown).await;
     let mut out = Vec::new();
     observer.finish(&mut out);
     if let Err(note) = result {
-        tracing::warn!("mailtape record: session {}: {note}", session + 1);
         out.push(Entry::Note(note));
     }
     shared.record(session, out, observer.user());
