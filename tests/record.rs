@@ -183,14 +183,27 @@ async fn python(program: &str, args: Vec<String>) -> Option<String> {
             if started.elapsed() > WAIT {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("python3 (pid {}) still running after {WAIT:?}; killed", child.id());
+                panic!(
+                    "python3 (pid {}) still running after {WAIT:?}; killed",
+                    child.id()
+                );
             }
             std::thread::sleep(Duration::from_millis(10));
         };
         let mut out = String::new();
         let mut err = String::new();
-        child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
         assert!(status.success(), "python failed: {status}\n{out}\n{err}");
         Some(out)
     })
@@ -347,7 +360,11 @@ async fn smtplib_and_poplib_through_the_proxy() {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
 
-    let mut setup = Setup::new(endpoint(Protocol::Pop3, Security::Plain, server.pop3.unwrap()));
+    let mut setup = Setup::new(endpoint(
+        Protocol::Pop3,
+        Security::Plain,
+        server.pop3.unwrap(),
+    ));
     setup.trust = vec![server.certificate.clone()];
     let pop = setup.start().await;
     let args = vec![pop.port(), pop.cert_out.display().to_string(), subject];
@@ -380,7 +397,11 @@ async fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
             .await
             .expect("timed out reading")
             .unwrap();
-        assert!(n > 0, "closed early; got {:?}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "closed early; got {:?}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
     got
@@ -391,7 +412,11 @@ async fn read_until(s: &mut TcpStream, want: &[u8]) -> Vec<u8> {
 #[tokio::test]
 async fn concurrent_connections_share_one_file_in_order() {
     let server = reference().await;
-    let mut setup = Setup::new(endpoint(Protocol::Imap, Security::Plain, server.imap.unwrap()));
+    let mut setup = Setup::new(endpoint(
+        Protocol::Imap,
+        Security::Plain,
+        server.imap.unwrap(),
+    ));
     setup.connections = Some(2);
     let proxy = setup.start().await;
     let mut a = TcpStream::connect(proxy.addr).await.unwrap();
@@ -415,12 +440,19 @@ async fn concurrent_connections_share_one_file_in_order() {
     assert_eq!(sc.sessions["2"].user.as_deref(), Some("bob"));
     let order: Vec<&str> = text
         .lines()
-        .filter(|l| l.starts_with("C1:") || l.starts_with("C2:") || l.starts_with("S1:") || l.starts_with("S2:"))
+        .filter(|l| {
+            l.starts_with("C1:")
+                || l.starts_with("C2:")
+                || l.starts_with("S1:")
+                || l.starts_with("S2:")
+        })
         .map(|l| l.split(':').next().unwrap())
         .collect();
     assert_eq!(
         order,
-        ["S1", "S2", "C1", "S1", "C2", "S2", "C1", "S1", "S1", "C2", "S2", "S2"],
+        [
+            "S1", "S2", "C1", "S1", "C2", "S2", "C1", "S1", "S1", "C2", "S2", "S2"
+        ],
         "{text}"
     );
     server.shutdown().await;
@@ -431,7 +463,11 @@ async fn concurrent_connections_share_one_file_in_order() {
 #[tokio::test]
 async fn per_connection_files_and_keep_secrets() {
     let server = reference().await;
-    let mut setup = Setup::new(endpoint(Protocol::Pop3, Security::Plain, server.pop3.unwrap()));
+    let mut setup = Setup::new(endpoint(
+        Protocol::Pop3,
+        Security::Plain,
+        server.pop3.unwrap(),
+    ));
     setup.connections = Some(2);
     setup.per_connection = true;
     setup.keep_secrets = true;
@@ -500,8 +536,14 @@ async fn relay_is_byte_exact_both_ways() {
     assert!(text.contains("C1: a2 login {user} {password}\n"), "{text}");
     assert!(text.contains("bare LF"), "{text}");
     assert!(text.contains("S1: a2 ok  logged in\n"), "{text}");
-    assert!(text.contains("# mailtape record: session 1: client message not written"), "{text}");
-    assert!(text.contains("# mailtape record: session 1: server message not written"), "{text}");
+    assert!(
+        text.contains("# mailtape record: session 1: client message not written"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# mailtape record: session 1: server message not written"),
+        "{text}"
+    );
 }
 
 /// A literal far over the recording cap is forwarded whole and streamed; the file says it
@@ -557,7 +599,11 @@ async fn huge_literal_is_forwarded_but_not_kept() {
     let (_, proxy) = proxy.finished().await;
     let (_, text) = load(&proxy.output);
     assert!(text.contains("larger than 1048576 bytes"), "{text}");
-    assert!(text.len() < 10_000, "the file kept the literal: {} bytes", text.len());
+    assert!(
+        text.len() < 10_000,
+        "the file kept the literal: {} bytes",
+        text.len()
+    );
 }
 
 /// An upstream that accepts and never speaks: the client is disconnected after the read
@@ -584,7 +630,10 @@ async fn silent_upstream_disconnects_the_client_with_a_note() {
     assert_eq!(n, 0);
     let (_, proxy) = proxy.finished().await;
     let text = proxy.text();
-    assert!(text.contains("the upstream sent nothing for 300ms"), "{text}");
+    assert!(
+        text.contains("the upstream sent nothing for 300ms"),
+        "{text}"
+    );
     hold.abort();
 }
 
@@ -629,7 +678,11 @@ async fn unreachable_upstream_is_named() {
 #[tokio::test]
 async fn stopping_finishes_the_file_with_open_sessions_noted() {
     let server = reference().await;
-    let mut setup = Setup::new(endpoint(Protocol::Imap, Security::Plain, server.imap.unwrap()));
+    let mut setup = Setup::new(endpoint(
+        Protocol::Imap,
+        Security::Plain,
+        server.imap.unwrap(),
+    ));
     setup.connections = None;
     let proxy = setup.start().await;
     let mut c = TcpStream::connect(proxy.addr).await.unwrap();
@@ -640,7 +693,10 @@ async fn stopping_finishes_the_file_with_open_sessions_noted() {
     assert_eq!(summary.sessions, 1);
     let (_, text) = load(&proxy.output);
     assert!(text.contains("C1: a1 CAPABILITY\n"), "{text}");
-    assert!(text.contains("the proxy stopped while this connection was open"), "{text}");
+    assert!(
+        text.contains("the proxy stopped while this connection was open"),
+        "{text}"
+    );
     server.shutdown().await;
 }
 
@@ -649,7 +705,11 @@ async fn stopping_finishes_the_file_with_open_sessions_noted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recorded_session_runs_against_a_fresh_reference_server() {
     let server = reference().await;
-    let mut setup = Setup::new(endpoint(Protocol::Imap, Security::Plain, server.imap.unwrap()));
+    let mut setup = Setup::new(endpoint(
+        Protocol::Imap,
+        Security::Plain,
+        server.imap.unwrap(),
+    ));
     // UIDVALIDITY differs between two server instances (RFC 3501 2.3.1.1 lets it be
     // anything unique): without the captures, `run` would compare the recorded number.
     setup.capture_uidvalidity = true;
@@ -659,7 +719,10 @@ async fn recorded_session_runs_against_a_fresh_reference_server() {
     for (cmd, done) in [
         ("a1 CAPABILITY\r\n", "a1 OK"),
         ("a2 LOGIN alice alicepw\r\n", "a2 OK"),
-        ("a3 APPEND INBOX {24+}\r\nSubject: replayed\r\n\r\nx\r\n\r\n", "a3 OK"),
+        (
+            "a3 APPEND INBOX {24+}\r\nSubject: replayed\r\n\r\nx\r\n\r\n",
+            "a3 OK",
+        ),
         ("a3b SELECT INBOX\r\n", "a3b OK"),
         ("a4 FETCH 1:* (FLAGS)\r\n", "a4 OK"),
         ("a5 LOGOUT\r\n", "a5 OK"),
@@ -743,7 +806,11 @@ async fn imaplib_against_dovecot() {
             eprintln!("SKIP: python3 is not installed");
             return;
         }
-        tokio::time::timeout(WAIT, task).await.unwrap().unwrap().unwrap();
+        tokio::time::timeout(WAIT, task)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
         let (sc, text) = load(&output);
         assert_eq!(sc.sessions["1"].user.as_deref(), Some("alice"), "{text}");
         assert!(text.contains("Dovecot"), "{text}");
@@ -761,7 +828,11 @@ async fn imaplib_against_dovecot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imap_authenticate_is_redacted_and_runs() {
     let server = reference().await;
-    let mut setup = Setup::new(endpoint(Protocol::Imap, Security::Plain, server.imap.unwrap()));
+    let mut setup = Setup::new(endpoint(
+        Protocol::Imap,
+        Security::Plain,
+        server.imap.unwrap(),
+    ));
     setup.connections = Some(2);
     let proxy = setup.start().await;
     let mut c = TcpStream::connect(proxy.addr).await.unwrap();
@@ -789,7 +860,11 @@ async fn imap_authenticate_is_redacted_and_runs() {
     let (sc, text) = load(&proxy.output);
     assert_eq!(sc.sessions["1"].user.as_deref(), Some("alice"), "{text}");
     assert_eq!(sc.sessions["2"].user.as_deref(), Some("bob"), "{text}");
-    for want in ["C1: {auth_plain}\n", "C2: {user_b64}\n", "C2: {password_b64}\n"] {
+    for want in [
+        "C1: {auth_plain}\n",
+        "C2: {user_b64}\n",
+        "C2: {password_b64}\n",
+    ] {
         assert!(text.contains(want), "missing {want:?}\n{text}");
     }
     assert!(!text.contains("Ym9icHc="), "{text}");

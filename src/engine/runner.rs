@@ -401,10 +401,8 @@ impl<'a> ScenarioRun<'a> {
             // SASL LOGIN responses (RFC 4954 4, draft-murchison-sasl-login): base64 of the
             // login and of the password.
             let b64 = &base64::engine::general_purpose::STANDARD;
-            vars.0.insert(
-                "user_b64".to_string(),
-                Value::Atom(b64.encode(&a.login)),
-            );
+            vars.0
+                .insert("user_b64".to_string(), Value::Atom(b64.encode(&a.login)));
             vars.0.insert(
                 "password_b64".to_string(),
                 Value::Atom(b64.encode(&a.password)),

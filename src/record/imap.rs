@@ -221,7 +221,11 @@ impl ImapObserver {
                     responses: 0,
                 });
                 if let Some(ir) = first_words.get(3) {
-                    let var = if ir == "=" { ir.clone() } else { self.sasl_var(ir) };
+                    let var = if ir == "=" {
+                        ir.clone()
+                    } else {
+                        self.sasl_var(ir)
+                    };
                     out.push(Entry::Client(format!(
                         "{tag} {} {} {var}",
                         first_words[1], first_words[2]
@@ -257,7 +261,9 @@ impl ImapObserver {
         let tag = words.first().cloned().unwrap_or_default();
         if tag == "+" || bytes.starts_with(b"+") {
             if self.client_waits_for_plus() {
-                let text = line_text(&bytes).map(|t| t.text).unwrap_or_else(|_| "+".into());
+                let text = line_text(&bytes)
+                    .map(|t| t.text)
+                    .unwrap_or_else(|_| "+".into());
                 self.client_plus.push((self.client_frags.len(), text));
                 return;
             }
@@ -387,7 +393,9 @@ fn assemble(
                 let segments: Vec<&str> = text.split("\r\n").collect();
                 let (last, whole) = segments.split_last().unwrap_or((&"", &[]));
                 for seg in whole {
-                    cur.push_str(&content_text(seg.as_bytes()).map_err(|e| format!("literal: {e}"))?);
+                    cur.push_str(
+                        &content_text(seg.as_bytes()).map_err(|e| format!("literal: {e}"))?,
+                    );
                     pieces.push(Piece::Line(std::mem::take(&mut cur)));
                 }
                 cur.push_str(&content_text(last.as_bytes()).map_err(|e| format!("literal: {e}"))?);
@@ -593,10 +601,16 @@ mod tests {
                 (false, b"* 1 FETCH (BODY[] {2}\r\n\xff\xfe)\r\na2 OK\r\n"),
             ],
         );
-        assert!(matches!(&out[0], Entry::Note(n) if n.contains("refused")), "{out:?}");
+        assert!(
+            matches!(&out[0], Entry::Note(n) if n.contains("refused")),
+            "{out:?}"
+        );
         assert!(matches!(&out[1], Entry::Note(_)));
         assert_eq!(out[2], Entry::Client("a2 NOOP".into()));
-        assert!(matches!(&out[3], Entry::Note(n) if n.contains("UTF-8")), "{out:?}");
+        assert!(
+            matches!(&out[3], Entry::Note(n) if n.contains("UTF-8")),
+            "{out:?}"
+        );
         assert_eq!(out[4], Entry::Server("a2 OK".into()));
     }
 }

@@ -85,12 +85,8 @@ pub fn line_text(raw: &[u8]) -> Result<LineText, String> {
 
 /// Bytes inside one script line: UTF-8 without CR, LF or NUL.
 pub fn content_text(body: &[u8]) -> Result<String, String> {
-    let text = std::str::from_utf8(body).map_err(|e| {
-        format!(
-            "invalid UTF-8 at byte {} of the line",
-            e.valid_up_to() + 1
-        )
-    })?;
+    let text = std::str::from_utf8(body)
+        .map_err(|e| format!("invalid UTF-8 at byte {} of the line", e.valid_up_to() + 1))?;
     if let Some(i) = text.find(['\r', '\n', '\0']) {
         let what = match text.as_bytes()[i] {
             b'\r' => "a bare CR",
@@ -180,7 +176,10 @@ mod tests {
 
     #[test]
     fn sasl_payloads() {
-        assert_eq!(plain_login("AGFsaWNlAGFsaWNlcHc=").as_deref(), Some("alice"));
+        assert_eq!(
+            plain_login("AGFsaWNlAGFsaWNlcHc=").as_deref(),
+            Some("alice")
+        );
         assert_eq!(b64_text("YWxpY2U=").as_deref(), Some("alice"));
         assert_eq!(plain_login("!!"), None);
     }

@@ -155,12 +155,13 @@ impl Recorder {
         if let Some(path) = &options.cert_out {
             write_file(path, &pem_certificate(setup.certificate.as_ref()))?;
         }
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .map_err(|source| RecordError::Listen {
-                addr: options.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(options.listen)
+                .await
+                .map_err(|source| RecordError::Listen {
+                    addr: options.listen,
+                    source,
+                })?;
         let journal = Journal::new(options.upstream.url(), options.upstream.protocol);
         let shared = Arc::new(Shared {
             upstream: options.upstream.clone(),
@@ -168,7 +169,7 @@ impl Recorder {
             capture_uidvalidity: options.capture_uidvalidity,
             tls_client,
             acceptor: TlsAcceptor::from(setup.config),
-            timeouts: options.timeouts.clone(),
+            timeouts: options.timeouts,
             journal: Mutex::new(journal),
             stats: Arc::new(Stats::default()),
         });
@@ -243,7 +244,8 @@ impl Recorder {
         let stats = &self.shared.stats;
         Ok(Summary {
             sessions,
-            bytes: stats.bytes_up.load(Ordering::Relaxed) + stats.bytes_down.load(Ordering::Relaxed),
+            bytes: stats.bytes_up.load(Ordering::Relaxed)
+                + stats.bytes_down.load(Ordering::Relaxed),
             files,
         })
     }

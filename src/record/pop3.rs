@@ -76,7 +76,11 @@ impl Pop3Observer {
         let (shape, kind, text) = match parse_command(line.as_bytes()) {
             Ok(Command::User { name }) => {
                 self.user = Some(name);
-                (Expect::SingleLine, Kind::Other, self.secret(&line, || format!("{keyword} {{user}}")))
+                (
+                    Expect::SingleLine,
+                    Kind::Other,
+                    self.secret(&line, || format!("{keyword} {{user}}")),
+                )
             }
             Ok(Command::Pass { .. }) => (
                 Expect::SingleLine,
@@ -160,7 +164,11 @@ impl Pop3Observer {
             return line.to_owned();
         }
         let var = self.learn_from_response(&mechanism, index, line);
-        if self.keep_secrets { line.to_owned() } else { var }
+        if self.keep_secrets {
+            line.to_owned()
+        } else {
+            var
+        }
     }
 
     fn server_raw(&mut self, raw: RawLine, out: &mut Vec<Entry>) {
@@ -302,7 +310,10 @@ mod tests {
             &[
                 (false, b"+OK ready\r\n"),
                 (true, b"USER alice\r\nPASS secret pw\r\nRETR 1\r\n"),
-                (false, b"+OK\r\n+OK\r\n+OK 9 octets\r\nSubject: x\r\n\r\n..dot\r\n.\r\n"),
+                (
+                    false,
+                    b"+OK\r\n+OK\r\n+OK 9 octets\r\nSubject: x\r\n\r\n..dot\r\n.\r\n",
+                ),
             ],
             false,
         );

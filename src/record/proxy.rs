@@ -226,7 +226,8 @@ async fn relay(
                 None => std::future::pending().await,
             }
         };
-        let can_read_client = !up_pending && !client_eof && !upgrade && !observer.starttls_pending();
+        let can_read_client =
+            !up_pending && !client_eof && !upgrade && !observer.starttls_pending();
         let can_read_upstream = !cl_pending && !upstream_eof && !upgrade;
         tokio::select! {
             // One future per direction: write what is pending, else flush. Each is a single

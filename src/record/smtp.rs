@@ -115,13 +115,19 @@ impl SmtpObserver {
             return;
         };
         let words: Vec<&str> = l.split(' ').filter(|w| !w.is_empty()).collect();
-        let verb = words.first().map(|w| w.to_ascii_uppercase()).unwrap_or_default();
+        let verb = words
+            .first()
+            .map(|w| w.to_ascii_uppercase())
+            .unwrap_or_default();
         let mut text = l.clone();
         let owed = match verb.as_str() {
             "DATA" => Owed::Data,
             "STARTTLS" => Owed::StartTls,
             "AUTH" => {
-                let mechanism = words.get(1).map(|m| m.to_ascii_uppercase()).unwrap_or_default();
+                let mechanism = words
+                    .get(1)
+                    .map(|m| m.to_ascii_uppercase())
+                    .unwrap_or_default();
                 self.responses = 0;
                 if let Some(ir) = words.get(2) {
                     let var = if *ir == "=" {
@@ -151,7 +157,9 @@ impl SmtpObserver {
         let Some(text) = checked(&raw, "server", out) else {
             return;
         };
-        let code = text.get(..3).filter(|c| c.bytes().all(|b| b.is_ascii_digit()));
+        let code = text
+            .get(..3)
+            .filter(|c| c.bytes().all(|b| b.is_ascii_digit()));
         let last = text.as_bytes().get(3) != Some(&b'-');
         let code = code.map(str::to_owned);
         server_text_line(out, text);
