@@ -942,7 +942,12 @@ async fn the_record_command_end_to_end() {
     c.write_all(b"CAPA\r\nQUIT\r\n").await.unwrap();
     read_until(&mut c, b"signing off").await;
     drop(c);
-    let summary = rx.recv_timeout(WAIT).unwrap();
+    let summary = loop {
+        let line = rx.recv_timeout(WAIT).unwrap();
+        if line.starts_with("recorded ") {
+            break line;
+        }
+    };
     assert!(
         summary.starts_with("recorded 1 session, ") && summary.ends_with("cli.ron"),
         "{summary}"
@@ -960,5 +965,104 @@ async fn the_record_command_end_to_end() {
     assert_eq!(sc.protocol, Protocol::Pop3);
     assert!(text.contains("C1: CAPA\nC1: QUIT\nS1: +OK"), "{text}");
     assert!(text.contains("S1: STLS\nS1: .\n"), "{text}");
+    server.shutdown().await;
+}
+
+/// The upstream goes away after the start check: the client is disconnected and the session
+/// says which upstream could not be reached.
+#[tokio::test]
+async fn upstream_gone_later_is_noted_in_the_session() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let probe = tokio::spawn(async move {
+        drop(listener.accept().await.unwrap());
+        // The listener is dropped here: later connections are refused.
+    });
+    let proxy = Setup::new(endpoint(Protocol::Pop3, Security::Plain, up_addr))
+        .start()
+        .await;
+    probe.await.unwrap();
+    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(WAIT, c.read_to_end(&mut buf))
+        .await
+        .expect("client not disconnected")
+        .unwrap();
+    assert!(buf.is_empty());
+    let (_, proxy) = proxy.finished().await;
+    let text = proxy.text();
+    assert!(
+        text.contains(&format!(
+            "upstream pop3://{up_addr}: cannot connect to {up_addr}"
+        )),
+        "{text}"
+    );
+}
+
+/// SIGTERM (sent to the proxy's pid) stops it; the file is complete and the summary printed.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_proxy_and_finishes_the_file() {
+    use std::io::BufRead;
+    let server = reference().await;
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("term.ron");
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_mailtape"))
+            .arg("record")
+            .args(["--listen", "127.0.0.1:0", "-o"])
+            .arg(&output)
+            .arg("--upstream")
+            .arg(format!("smtp://127.0.0.1:{}", server.smtp.unwrap().port()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(WAIT).unwrap();
+    let addr: SocketAddr = first
+        .split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut c = TcpStream::connect(addr).await.unwrap();
+    read_until(&mut c, b"\r\n").await;
+    c.write_all(b"EHLO me.example.test\r\n").await.unwrap();
+    read_until(&mut c, b"250 ").await;
+    // Still open when the signal comes.
+    let pid = child.0.id().to_string();
+    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(killed.success());
+    let summary = loop {
+        let line = rx.recv_timeout(WAIT).unwrap();
+        if line.starts_with("recorded ") {
+            break line;
+        }
+    };
+    assert!(summary.starts_with("recorded 1 session, "), "{summary}");
+    let (sc, text) = load(&output);
+    assert_eq!(sc.protocol, Protocol::Smtp);
+    assert!(
+        text.contains("C1: EHLO me.example.test\nS1: 250-"),
+        "{text}"
+    );
+    assert!(
+        text.contains("the proxy stopped while this connection was open"),
+        "{text}"
+    );
+    drop(c);
     server.shutdown().await;
 }

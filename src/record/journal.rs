@@ -65,11 +65,6 @@ impl Journal {
             .extend(entries.into_iter().map(|e| (session, e)));
     }
 
-    /// Bytes the script of all sessions takes (for the summary line).
-    pub fn script_lines(&self) -> usize {
-        self.entries.len()
-    }
-
     /// The whole recording as one scenario file.
     pub fn render_all(&self) -> String {
         let names: Vec<(usize, String)> = (0..self.sessions.len())

@@ -125,7 +125,7 @@ impl Shared {
         }
         for e in &entries {
             if let Entry::Note(n) = e {
-                tracing::warn!("mailtape record: session {}: {n}", session + 1);
+                tracing::warn!("session {}: {n}", session + 1);
             }
         }
         if let Ok(mut j) = self.journal.lock() {
