@@ -486,6 +486,7 @@ async fn per_connection_files_and_keep_secrets() {
         let path = mailtape::record::per_connection_path(&proxy.output, n);
         let (sc, text) = load(&path);
         assert_eq!(sc.sessions["1"].user.as_deref(), Some(user));
+        assert!(sc.id.ends_with(&format!("-{n}")), "{}", sc.id);
         assert!(text.contains(&format!("C1: PASS {user}pw\n")), "{text}");
     }
     assert!(!proxy.output.exists());
@@ -666,12 +667,22 @@ async fn unreachable_upstream_is_named() {
             read: Duration::from_secs(5),
         },
     };
+    let mut missing_dir = options.clone();
+    missing_dir.output = dir.path().join("no-such-dir").join("x.ron");
     let Err(e) = Recorder::bind(options).await else {
         panic!("bind should fail");
     };
     let msg = e.to_string();
     assert!(msg.contains(&format!("imap://127.0.0.1:{port}")), "{msg}");
     assert!(msg.contains("not reachable"), "{msg}");
+    let Err(e) = Recorder::bind(missing_dir).await else {
+        panic!("bind should fail");
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains("no-such-dir") && msg.contains("does not exist"),
+        "{msg}"
+    );
 }
 
 /// Ctrl-C (here: the stop future) finishes the file with the open session noted.

@@ -70,15 +70,16 @@ impl Journal {
         let names: Vec<(usize, String)> = (0..self.sessions.len())
             .map(|i| (i, (i + 1).to_string()))
             .collect();
-        self.render(&names)
+        self.render(&names, "")
     }
 
-    /// One session as a file of its own (`--per-connection`), named session "1".
+    /// One session as a file of its own (`--per-connection`), named session "1"; the id
+    /// ends in the connection's number so the files of one run have distinct ids.
     pub fn render_one(&self, session: usize) -> String {
-        self.render(&[(session, "1".to_string())])
+        self.render(&[(session, "1".to_string())], &format!("-{}", session + 1))
     }
 
-    fn render(&self, names: &[(usize, String)]) -> String {
+    fn render(&self, names: &[(usize, String)], id_suffix: &str) -> String {
         let stamp = utc_stamp(self.started);
         let mut out = String::new();
         out.push_str(&format!(
@@ -86,7 +87,10 @@ impl Journal {
             self.upstream, stamp.human
         ));
         out.push_str("Scenario(\n");
-        out.push_str(&format!("    id: \"recorded-{}\",\n", stamp.compact));
+        out.push_str(&format!(
+            "    id: \"recorded-{}{id_suffix}\",\n",
+            stamp.compact
+        ));
         let title = format!(
             "Recorded session(s) through mailtape record from {}",
             self.upstream

@@ -149,6 +149,7 @@ impl Recorder {
     /// `--cert-out`), and binds the listener.
     pub async fn bind(options: Options) -> Result<Recorder, RecordError> {
         let tls_client = TlsClient::new(&options.tls)?;
+        check_output_dir(&options.output)?;
         probe(&options.upstream, &options.timeouts).await?;
         let setup = reference_server::tls::build(&options.cert)
             .map_err(|e| RecordError::Certificate(e.to_string()))?;
@@ -298,6 +299,25 @@ async fn probe(ep: &Endpoint, t: &Timeouts) -> Result<(), RecordError> {
         Ok(Err(e)) => Err(fail(crate::net::NetError::Io(e))),
         Ok(Ok(_)) => Ok(()),
     }
+}
+
+/// The output's directory must exist before the first connection ends, not be found
+/// missing then.
+fn check_output_dir(output: &Path) -> Result<(), RecordError> {
+    let dir = match output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    Err(RecordError::Write {
+        path: output.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("directory {} does not exist", dir.display()),
+        ),
+    })
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.
