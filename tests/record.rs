@@ -768,7 +768,8 @@ async fn recorded_session_runs_against_a_fresh_reference_server() {
     );
 }
 
-/// The CI Dovecot, plain and STARTTLS (trusting MAILTAPE_DOVECOT_CA upstream).
+/// The CI Dovecot, plain and STARTTLS (trusting MAILTAPE_DOVECOT_CA upstream): the files
+/// load, hold the expected lines, and (UIDVALIDITY captured) run against that Dovecot.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imaplib_against_dovecot() {
     let (Ok(url), Ok(ca)) = (
@@ -789,7 +790,7 @@ async fn imaplib_against_dovecot() {
             output: output.clone(),
             per_connection: false,
             keep_secrets: false,
-            capture_uidvalidity: false,
+            capture_uidvalidity: true,
             connections: Some(1),
             cert: TlsSource::Generate,
             cert_out: Some(cert_out.clone()),
@@ -830,6 +831,25 @@ async fn imaplib_against_dovecot() {
         if mode == "starttls" {
             assert!(text.contains(" STARTTLS\n"), "{text}");
         }
+        // The recording runs against the same Dovecot (the mailbox it created is gone again).
+        let file = output.clone();
+        let (url, ca) = (url.clone(), ca.clone());
+        let out = tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_mailtape"))
+                .arg("run")
+                .arg(&file)
+                .args(["--target", &url, "--ca-file", &ca])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}\n{}\n{text}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
