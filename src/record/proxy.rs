@@ -21,6 +21,7 @@ use super::Shared;
 use super::journal::Entry;
 use super::observe::{self, Observer};
 use crate::net::{self, Stream};
+use crate::report::Direction;
 use crate::target::Security;
 
 const BUF: usize = 16 * 1024;
@@ -262,6 +263,7 @@ async fn relay(
                 Ok(0) => client_eof = true,
                 Ok(n) => {
                     let chunk = &cbuf[..n];
+                    crate::report::trace::message(&(session + 1).to_string(), Direction::Client, false, chunk);
                     to_up.extend_from_slice(chunk);
                     shared.stats.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
                     let mut out = Vec::new();
@@ -306,6 +308,7 @@ async fn relay(
                             n - forward
                         )));
                     }
+                    crate::report::trace::message(&(session + 1).to_string(), Direction::Server, false, &chunk[..forward]);
                     to_cl.extend_from_slice(&chunk[..forward]);
                     shared.stats.bytes_down.fetch_add(forward as u64, Ordering::Relaxed);
                     shared.record(session, out, observer.user());
