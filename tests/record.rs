@@ -268,6 +268,15 @@ async fn imaplib_session(mode: &str, security: Security) {
     assert!(text.contains("S1: .a line with a dot\n"), "{text}");
     if mode == "starttls" {
         assert!(text.contains(" STARTTLS\n"), "{text}");
+        // The upstream leg is TLS too: after the upgrade the reference server no longer
+        // offers STARTTLS (RFC 3501 6.2.1).
+        let caps: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("S1: * CAPABILITY"))
+            .collect();
+        assert!(caps.len() >= 2, "{text}");
+        assert!(caps[0].contains("STARTTLS"), "{text}");
+        assert!(!caps[caps.len() - 1].contains("STARTTLS"), "{text}");
     }
     server.shutdown().await;
 }

@@ -326,6 +326,19 @@ impl ImapObserver {
     }
 }
 
+/// Notes a fragment of the current message. Once the message is over the cap it will not be
+/// written anyway: only the last fragment is kept (for the `+` bookkeeping), so a message of
+/// countless tiny literals costs no memory.
+fn keep_fragment(frz: &Fragmentizer, frags: &mut Vec<FragmentInfo>, info: FragmentInfo) {
+    if frz.is_max_message_size_exceeded()
+        && let Some(last) = frags.last_mut()
+    {
+        *last = info;
+        return;
+    }
+    frags.push(info);
+}
+
 /// The words of a message's first line (up to 4), as sent.
 fn first_line_words(bytes: &[u8]) -> Vec<String> {
     let end = bytes
@@ -409,7 +422,7 @@ impl Observer for ImapObserver {
     fn client(&mut self, bytes: &[u8], out: &mut Vec<Entry>) {
         self.client.enqueue_bytes(bytes);
         while let Some(info) = self.client.progress() {
-            self.client_frags.push(info);
+            keep_fragment(&self.client, &mut self.client_frags, info);
             if self.client.is_message_complete() {
                 self.client_message(out);
             }
@@ -419,7 +432,7 @@ impl Observer for ImapObserver {
     fn server(&mut self, bytes: &[u8], out: &mut Vec<Entry>) {
         self.server.enqueue_bytes(bytes);
         while let Some(info) = self.server.progress() {
-            self.server_frags.push(info);
+            keep_fragment(&self.server, &mut self.server_frags, info);
             if self.server.is_message_complete() {
                 self.server_message(out);
             }

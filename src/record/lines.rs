@@ -60,6 +60,40 @@ impl LineSplitter {
     }
 }
 
+/// What a multi-line message (a POP3 reply body, SMTP DATA) has used of [`RECORD_CAP`]:
+/// the lines beyond it are forwarded but not written, and counted for one note.
+#[derive(Debug, Default)]
+pub struct Budget {
+    used: usize,
+    skipped_lines: usize,
+    skipped_bytes: usize,
+}
+
+impl Budget {
+    /// Whether a line of `len` bytes is still written.
+    pub fn admit(&mut self, len: usize) -> bool {
+        if self.skipped_lines == 0 && self.used + len <= RECORD_CAP {
+            self.used += len;
+            return true;
+        }
+        self.skipped_lines += 1;
+        self.skipped_bytes += len;
+        false
+    }
+
+    /// The message ended: the note about what was not written, if anything; starts over.
+    pub fn finish(&mut self, what: &str) -> Option<String> {
+        let note = (self.skipped_lines > 0).then(|| {
+            format!(
+                "{what}: {} more lines ({} bytes) forwarded but not written; the recorder keeps at most {RECORD_CAP} bytes of one message",
+                self.skipped_lines, self.skipped_bytes
+            )
+        });
+        *self = Budget::default();
+        note
+    }
+}
+
 /// A received line as script text: the content without its terminator, and whether it ended
 /// in a bare LF (the script always sends CRLF).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,6 +197,19 @@ mod tests {
         let got = s.push(b"\r\n");
         assert_eq!(got[0].bytes.len(), RECORD_CAP);
         assert_eq!(got[0].cut, 12);
+    }
+
+    #[test]
+    fn budget_stops_at_the_cap_and_reports_once() {
+        let mut b = Budget::default();
+        assert!(b.admit(RECORD_CAP - 10));
+        assert!(b.admit(10));
+        assert!(!b.admit(1));
+        // Once over, smaller lines are not written either: the message stays a prefix.
+        assert!(!b.admit(0));
+        let note = b.finish("RETR").unwrap();
+        assert!(note.contains("2 more lines (1 bytes)"), "{note}");
+        assert!(b.finish("RETR").is_none());
     }
 
     #[test]

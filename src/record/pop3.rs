@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use mailtape_proto::pop3::{Command, Expect, parse_command};
 
 use super::journal::Entry;
-use super::lines::{LineSplitter, RawLine, b64_text, line_text, plain_login, preview};
+use super::lines::{Budget, LineSplitter, RawLine, b64_text, line_text, plain_login, preview};
 use super::observe::{Observer, client_line, server_text_line};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +32,7 @@ pub struct Pop3Observer {
     owed: VecDeque<(Expect, Kind)>,
     /// Inside a multi-line reply's body.
     in_body: bool,
+    body_budget: Budget,
     sasl: Option<Sasl>,
     /// The last server line was a `+ ` continuation: the client's next line is a SASL
     /// response, not a command.
@@ -48,6 +49,7 @@ impl Pop3Observer {
             server_lines: LineSplitter::default(),
             owed: VecDeque::from([(Expect::SingleLine, Kind::Other)]),
             in_body: false,
+            body_budget: Budget::default(),
             sasl: None,
             awaiting_response: false,
             upgrade: false,
@@ -177,7 +179,11 @@ impl Pop3Observer {
             if line.as_deref() == Some(".") {
                 self.in_body = false;
                 self.owed.pop_front();
+                out.extend(self.body_budget.finish("multi-line reply").map(Entry::Note));
                 out.push(Entry::Server(".".into()));
+                return;
+            }
+            if !self.body_budget.admit(raw.bytes.len() + raw.cut) {
                 return;
             }
             if let Some(l) = line {
@@ -350,6 +356,29 @@ mod tests {
         assert!(!o.starttls_pending());
         assert_eq!(out[3], Entry::Client("{auth_plain}".into()));
         assert_eq!(o.user().as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn a_huge_body_is_cut_with_one_note() {
+        let mut o = Pop3Observer::new(false);
+        let mut out = Vec::new();
+        o.server(b"+OK\r\n", &mut out);
+        o.client(b"RETR 1\r\n", &mut out);
+        o.server(b"+OK\r\n", &mut out);
+        let line = [b'x'; 1000];
+        for _ in 0..2000 {
+            o.server(&line, &mut out);
+            o.server(b"\r\n", &mut out);
+        }
+        o.server(b".\r\n", &mut out);
+        let written = out
+            .iter()
+            .filter(|e| matches!(e, Entry::Server(t) if t.starts_with('x')))
+            .count();
+        assert!((1000..1100).contains(&written), "{written}");
+        let notes: Vec<&Entry> = out.iter().filter(|e| matches!(e, Entry::Note(_))).collect();
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert_eq!(out.last(), Some(&Entry::Server(".".into())));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::journal::Entry;
-use super::lines::{LineSplitter, RawLine, b64_text, line_text, plain_login, preview};
+use super::lines::{Budget, LineSplitter, RawLine, b64_text, line_text, plain_login, preview};
 use super::observe::{Observer, client_line, server_text_line};
 use super::pop3::unfinished;
 
@@ -27,6 +27,7 @@ pub struct SmtpObserver {
     owed: VecDeque<Owed>,
     /// After 354: the client sends the message up to a lone `.`.
     in_data: bool,
+    data_budget: Budget,
     /// After 334: the client's next line is a SASL response for this mechanism.
     awaiting_response: Option<String>,
     /// SASL responses sent in the current exchange.
@@ -43,6 +44,7 @@ impl SmtpObserver {
             server_lines: LineSplitter::default(),
             owed: VecDeque::from([Owed::Greeting]),
             in_data: false,
+            data_budget: Budget::default(),
             awaiting_response: None,
             responses: 0,
             upgrade: false,
@@ -81,8 +83,10 @@ impl SmtpObserver {
                 Some(".") => {
                     self.in_data = false;
                     self.owed.push_back(Owed::Other);
+                    out.extend(self.data_budget.finish("DATA").map(Entry::Note));
                     out.push(Entry::Client(".".into()));
                 }
+                Some(_) if !self.data_budget.admit(raw.bytes.len() + raw.cut) => {}
                 Some(l) => {
                     let unstuffed = l.strip_prefix('.').unwrap_or(l);
                     if unstuffed == "." {
