@@ -26,6 +26,8 @@ pub struct SessionInfo {
     pub user: Option<String>,
     pub open: bool,
     pub peer: String,
+    /// `--per-connection`: the session ended, its file is written and its entries dropped.
+    pub flushed: bool,
 }
 
 /// Everything recorded, in time order.
@@ -56,8 +58,23 @@ impl Journal {
             user: None,
             open: true,
             peer,
+            flushed: false,
         });
         self.sessions.len() - 1
+    }
+
+    pub fn is_flushed(&self, session: usize) -> bool {
+        self.sessions.get(session).is_some_and(|s| s.flushed)
+    }
+
+    /// Drops the entries of an ended session whose file is final (`--per-connection`).
+    pub fn flush(&mut self, session: usize) {
+        if let Some(s) = self.sessions.get_mut(session)
+            && !s.open
+        {
+            s.flushed = true;
+            self.entries.retain(|(i, _)| *i != session);
+        }
     }
 
     pub fn push(&mut self, session: usize, entries: impl IntoIterator<Item = Entry>) {

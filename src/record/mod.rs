@@ -220,7 +220,11 @@ impl Recorder {
                             session
                         });
                     }
-                    Err(e) => tracing::warn!("mailtape record: accept failed: {e}"),
+                    Err(e) => {
+                        // E.g. out of file descriptors: say so, and do not spin.
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
                 },
                 Some(done) = tasks.join_next() => {
                     ended += 1;
@@ -253,27 +257,30 @@ impl Recorder {
 
     /// Rewrites the file (or, per connection, that session's file; `None`: every file).
     fn write(&self, session: Option<usize>) -> Result<Vec<PathBuf>, RecordError> {
-        let Ok(journal) = self.shared.journal.lock() else {
+        let Ok(mut journal) = self.shared.journal.lock() else {
             return Ok(Vec::new());
         };
         if journal.sessions.is_empty() {
             return Ok(Vec::new());
         }
         let out = &self.options.output;
-        let mut written = Vec::new();
-        if self.options.per_connection {
-            let sessions: Vec<usize> = match session {
-                Some(s) => vec![s],
-                None => (0..journal.sessions.len()).collect(),
-            };
-            for s in sessions {
-                let path = per_connection_path(out, s + 1);
-                write_file(&path, &journal.render_one(s))?;
-                written.push(path);
-            }
-        } else {
+        if !self.options.per_connection {
             write_file(out, &journal.render_all())?;
-            written.push(out.clone());
+            return Ok(vec![out.clone()]);
+        }
+        let sessions: Vec<usize> = match session {
+            Some(s) => vec![s],
+            None => (0..journal.sessions.len()).collect(),
+        };
+        let mut written = Vec::new();
+        for s in sessions {
+            let path = per_connection_path(out, s + 1);
+            if !journal.is_flushed(s) {
+                write_file(&path, &journal.render_one(s))?;
+                // Its file is final: the entries need not stay in memory.
+                journal.flush(s);
+            }
+            written.push(path);
         }
         Ok(written)
     }
