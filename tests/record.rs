@@ -1106,3 +1106,91 @@ async fn sigterm_stops_the_proxy_and_finishes_the_file() {
     drop(c);
     server.shutdown().await;
 }
+
+/// Bytes the upstream sends after accepting STARTTLS and before the handshake are not passed
+/// on (RFC 3501 6.2.1: they could be injected); the rest of the session runs over TLS on both
+/// legs and is recorded.
+#[tokio::test]
+async fn bytes_after_the_starttls_ok_are_dropped() {
+    use mailtape::net::{Stream, TlsClient};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up_addr = listener.local_addr().unwrap();
+    let setup = reference_server::tls::build(&TlsSource::Generate).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(setup.config.clone());
+    let fake = tokio::spawn(async move {
+        drop(listener.accept().await.unwrap());
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.write_all(b"* OK fake\r\n").await.unwrap();
+        let mut buf = [0u8; 256];
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"a1 STARTTLS\r\n");
+        s.write_all(b"a1 OK begin\r\n* 99 EXISTS\r\n")
+            .await
+            .unwrap();
+        let mut tls = acceptor.accept(s).await.unwrap();
+        let mut got = Vec::new();
+        while !got.ends_with(b"\r\n") {
+            let n = tls.read(&mut buf).await.unwrap();
+            assert!(n > 0);
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"a2 NOOP\r\n");
+        tls.write_all(b"a2 OK over TLS\r\n").await.unwrap();
+        tls.flush().await.unwrap();
+        let _ = tls.read(&mut buf).await;
+    });
+    let mut cfg = Setup::new(endpoint(Protocol::Imap, Security::Plain, up_addr));
+    cfg.trust = vec![setup.certificate.clone()];
+    let proxy = cfg.start().await;
+    let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+    read_until(&mut c, b"\r\n").await;
+    c.write_all(b"a1 STARTTLS\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let mut byte = [0u8; 1];
+    // Byte by byte up to the end of the OK line, so no TLS bytes are consumed here.
+    while !seen.ends_with(b"\r\n") {
+        let n = c.read(&mut byte).await.unwrap();
+        assert!(n > 0);
+        seen.push(byte[0]);
+    }
+    assert_eq!(seen, b"a1 OK begin\r\n");
+    let client_tls = TlsClient::new(&TlsOptions {
+        ca_file: Some(proxy.cert_out.clone()),
+        extra_roots: Vec::new(),
+        insecure: false,
+    })
+    .unwrap();
+    let mut tls = Stream::Plain(c)
+        .upgrade(&client_tls, "127.0.0.1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    tls.write_all(b"a2 NOOP\r\n").await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 256];
+    while !got.ends_with(b"\r\n") {
+        let n = tls.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    // The injected `* 99 EXISTS` never reached the client.
+    assert_eq!(got, b"a2 OK over TLS\r\n");
+    drop(tls);
+    fake.await.unwrap();
+    let (_, proxy) = proxy.finished().await;
+    let (_, text) = load(&proxy.output);
+    assert!(
+        text.contains("C1: a1 STARTTLS\nS1: a1 OK begin\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sent 13 bytes after accepting STARTTLS"),
+        "{text}"
+    );
+    assert!(!text.contains("99 EXISTS"), "{text}");
+    assert!(text.contains("C1: a2 NOOP\nS1: a2 OK over TLS\n"), "{text}");
+}
