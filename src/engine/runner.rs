@@ -398,15 +398,13 @@ impl<'a> ScenarioRun<'a> {
                 "auth_plain".to_string(),
                 Value::Atom(base64::engine::general_purpose::STANDARD.encode(plain)),
             );
-            // SASL LOGIN responses (RFC 4954 4, draft-murchison-sasl-login): base64 of the
-            // login and of the password.
-            let b64 = &base64::engine::general_purpose::STANDARD;
-            vars.0
-                .insert("user_b64".to_string(), Value::Atom(b64.encode(&a.login)));
-            vars.0.insert(
-                "password_b64".to_string(),
-                Value::Atom(b64.encode(&a.password)),
-            );
+            // SMTP AUTH LOGIN (draft-murchison-sasl-login) sends login and password base64'd.
+            for (var, value) in [("user_b64", &a.login), ("password_b64", &a.password)] {
+                vars.0.insert(
+                    var.to_string(),
+                    Value::Atom(base64::engine::general_purpose::STANDARD.encode(value)),
+                );
+            }
             vars.0.insert(
                 "password".to_string(),
                 Value::String(a.password.into_bytes()),
