@@ -75,52 +75,40 @@ impl Pop3Observer {
         }
         let words: Vec<&str> = line.split(' ').collect();
         let keyword = words.first().copied().unwrap_or_default();
-        let (shape, kind, text) = match parse_command(line.as_bytes()) {
+        let parsed = parse_command(line.as_bytes());
+        // The codec knows each reply's shape (multi-line, SASL, single line).
+        let shape = parsed.as_ref().map_or(Expect::SingleLine, Command::expect);
+        let (kind, text) = match parsed {
             Ok(Command::User { name }) => {
                 self.user = Some(name);
-                (
-                    Expect::SingleLine,
-                    Kind::Other,
-                    self.secret(&line, || format!("{keyword} {{user}}")),
-                )
+                let text = self.secret(&line, || format!("{keyword} {{user}}"));
+                (Kind::Other, text)
             }
             Ok(Command::Pass { .. }) => (
-                Expect::SingleLine,
                 Kind::Other,
                 self.secret(&line, || format!("{keyword} {{password}}")),
             ),
-            Ok(cmd @ Command::Auth { .. }) => {
-                let Command::Auth {
-                    mechanism,
-                    initial_response,
-                } = &cmd
-                else {
-                    return;
-                };
-                let text = match (mechanism, initial_response) {
-                    (Some(mech), Some(ir)) => {
-                        let mech_up = mech.to_ascii_uppercase();
-                        self.sasl = Some(Sasl {
-                            mechanism: mech_up.clone(),
-                            responses: 1,
-                        });
+            Ok(Command::Auth {
+                mechanism: Some(mech),
+                initial_response,
+            }) => {
+                let mech_up = mech.to_ascii_uppercase();
+                self.sasl = Some(Sasl {
+                    mechanism: mech_up.clone(),
+                    // An initial response (RFC 5034 4) is the first response.
+                    responses: usize::from(initial_response.is_some()),
+                });
+                let text = match initial_response {
+                    Some(ir) => {
                         let var = self.learn_from_response(&mech_up, 0, ir.expose());
                         self.secret(&line, || format!("{keyword} {mech} {var}"))
                     }
-                    (Some(mech), None) => {
-                        self.sasl = Some(Sasl {
-                            mechanism: mech.to_ascii_uppercase(),
-                            responses: 0,
-                        });
-                        line.clone()
-                    }
-                    _ => line.clone(),
+                    None => line.clone(),
                 };
-                (cmd.expect(), Kind::Other, text)
+                (Kind::Other, text)
             }
-            Ok(Command::Stls) => (Expect::SingleLine, Kind::Stls, line.clone()),
-            Ok(cmd) => (cmd.expect(), Kind::Other, line.clone()),
-            Err(_) => (Expect::SingleLine, Kind::Other, line.clone()),
+            Ok(Command::Stls) => (Kind::Stls, line.clone()),
+            _ => (Kind::Other, line.clone()),
         };
         self.owed.push_back((shape, kind));
         client_line(out, text, &line);
@@ -379,6 +367,27 @@ mod tests {
         let notes: Vec<&Entry> = out.iter().filter(|e| matches!(e, Entry::Note(_))).collect();
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert_eq!(out.last(), Some(&Entry::Server(".".into())));
+    }
+
+    #[test]
+    fn auth_login_responses_become_variables() {
+        let (out, user) = run(
+            &[
+                (false, b"+OK\r\n"),
+                (true, b"AUTH LOGIN\r\n"),
+                (false, b"+ VXNlcm5hbWU6\r\n"),
+                (true, b"Ym9i\r\n"),
+                (false, b"+ UGFzc3dvcmQ6\r\n"),
+                (true, b"Ym9icHc=\r\n"),
+                (false, b"+OK welcome\r\nx\r\n"),
+            ],
+            false,
+        );
+        assert_eq!(user.as_deref(), Some("bob"));
+        assert_eq!(out[3], Entry::Client("{user_b64}".into()));
+        assert_eq!(out[5], Entry::Client("{password_b64}".into()));
+        // After the exchange a line is an (unsolicited) reply again, not a continuation.
+        assert_eq!(out[7], Entry::Server("x".into()));
     }
 
     #[test]
