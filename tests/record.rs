@@ -1194,3 +1194,72 @@ async fn bytes_after_the_starttls_ok_are_dropped() {
     assert!(!text.contains("99 EXISTS"), "{text}");
     assert!(text.contains("C1: a2 NOOP\nS1: a2 OK over TLS\n"), "{text}");
 }
+
+/// `--cert/--key`: the proxy shows the given certificate to clients (implicit TLS here), and
+/// `--cert-out` writes that one.
+#[tokio::test]
+async fn given_certificate_is_shown_to_clients() {
+    use mailtape::net::{Stream, TlsClient};
+    let server = reference().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let cert_out = dir.path().join("out.pem");
+    let options = Options {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        upstream: endpoint(Protocol::Imap, Security::Implicit, server.imaps.unwrap()),
+        output: dir.path().join("tls.ron"),
+        per_connection: false,
+        keep_secrets: false,
+        capture_uidvalidity: false,
+        connections: Some(1),
+        cert: TlsSource::Files {
+            cert: cert.clone(),
+            key,
+        },
+        cert_out: Some(cert_out.clone()),
+        tls: TlsOptions {
+            ca_file: None,
+            extra_roots: vec![server.certificate.clone()],
+            insecure: false,
+        },
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            tls: Duration::from_secs(5),
+            read: Duration::from_secs(20),
+        },
+    };
+    let recorder = Recorder::bind(options).await.unwrap();
+    let addr = recorder.local_addr().unwrap();
+    let task = tokio::spawn(recorder.run(std::future::pending()));
+    let written = std::fs::read_to_string(&cert_out).unwrap();
+    assert_eq!(written.trim(), ck.cert.pem().trim());
+    // Trusting only the given certificate.
+    let client = TlsClient::new(&TlsOptions {
+        ca_file: Some(cert),
+        extra_roots: Vec::new(),
+        insecure: false,
+    })
+    .unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let mut tls = Stream::Plain(tcp)
+        .upgrade(&client, "127.0.0.1", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = tls.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"* OK"));
+    tls.write_all(b"a1 LOGOUT\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut rest)).await;
+    drop(tls);
+    let summary = tokio::time::timeout(WAIT, task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(summary.sessions, 1);
+    server.shutdown().await;
+}
