@@ -18,6 +18,7 @@ pub mod engine;
 pub mod exit;
 pub mod net;
 pub mod proto;
+pub mod record;
 pub mod replay;
 pub mod report;
 pub mod script;

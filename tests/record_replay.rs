@@ -1,0 +1,247 @@
+//! The whole workflow: Python imaplib recorded through `mailtape record` (plain and
+//! STARTTLS), then `mailtape replay` of that file against a fresh reference server and, where
+//! the CI Dovecot runs, a recording made against Dovecot replayed against Dovecot (clean)
+//! and against the reference server (only the differences docs/replay.md explains).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mailtape::record::{Options, Recorder};
+use mailtape::script::Protocol;
+use mailtape::target::{Endpoint, Security, Timeouts, TlsOptions};
+use reference_server::TlsSource;
+
+/// Bounds a client program; the recording itself ends when its one connection does.
+const WAIT: Duration = Duration::from_secs(60);
+
+const IMAPLIB: &str = r#"
+import imaplib, ssl, sys
+mode, port, ca, box = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+c = imaplib.IMAP4("127.0.0.1", port)
+if mode == "starttls":
+    c.starttls(ssl_context=ssl.create_default_context(cafile=ca))
+c.login("alice", "alicepw")
+c.create(box)
+c.select(box)
+for n in (1, 2):
+    c.append(box, None, None, b"Subject: workflow %d\r\n\r\nbody\r\n" % n)
+c.uid("SEARCH", None, "ALL")
+c.uid("STORE", "2", "+FLAGS", "(\\Flagged)")
+c.fetch("1:*", "(UID FLAGS)")
+c.close()
+c.delete(box)
+c.logout()
+"#;
+
+/// Runs python3 with a program, killed (by its pid) after [`WAIT`]; `false` when there is no
+/// python3.
+fn python(program: &str, args: &[String]) -> bool {
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+        Err(e) => panic!("python3: {e}"),
+    };
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "the imaplib session failed: {status}");
+            return true;
+        }
+        if started.elapsed() > WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("python3 still running after {WAIT:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Records one imaplib session (`mode` plain or starttls) against `upstream`; the file.
+async fn record(
+    dir: &Path,
+    upstream: Endpoint,
+    tls: TlsOptions,
+    mode: &str,
+    mailbox: &str,
+) -> Option<PathBuf> {
+    let output = dir.join(format!("{mode}.ron"));
+    let cert_out = dir.join(format!("{mode}-proxy.pem"));
+    let recorder = Recorder::bind(Options {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        upstream,
+        output: output.clone(),
+        per_connection: false,
+        keep_secrets: false,
+        capture_uidvalidity: false,
+        connections: Some(1),
+        cert: TlsSource::Generate,
+        cert_out: Some(cert_out.clone()),
+        tls,
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            tls: Duration::from_secs(5),
+            read: Duration::from_secs(30),
+        },
+    })
+    .await
+    .expect("the proxy binds");
+    let port = recorder.local_addr().expect("local address").port();
+    let task = tokio::spawn(recorder.run(std::future::pending()));
+    let args = vec![
+        mode.to_string(),
+        port.to_string(),
+        cert_out.display().to_string(),
+        mailbox.to_string(),
+    ];
+    let ran = tokio::task::spawn_blocking(move || python(IMAPLIB, &args))
+        .await
+        .expect("join");
+    if !ran {
+        task.abort();
+        return None;
+    }
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the proxy stops after its one connection")
+        .expect("join")
+        .expect("the recording is written");
+    Some(output)
+}
+
+fn mailtape(args: Vec<String>) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailtape"))
+        .args(&args)
+        .output()
+        .expect("run mailtape");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+async fn mailtape_async(args: Vec<String>) -> (i32, String) {
+    tokio::task::spawn_blocking(move || mailtape(args))
+        .await
+        .expect("join")
+}
+
+/// The changed lines of a replay's diffs.
+fn changed(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| {
+            (l.starts_with('-') || l.starts_with('+'))
+                && !l.starts_with("---")
+                && !l.starts_with("+++")
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_recorded_through_the_proxy_replays_against_a_fresh_reference_server() {
+    let server = reference_server::start(reference_server::Config::default())
+        .await
+        .expect("reference server");
+    let addr = server.imap.expect("imap listener");
+    let upstream = Endpoint {
+        protocol: Protocol::Imap,
+        security: Security::Plain,
+        host: addr.ip().to_string(),
+        port: addr.port(),
+    };
+    let tls = TlsOptions {
+        ca_file: None,
+        extra_roots: vec![server.certificate.clone()],
+        insecure: false,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for mode in ["plain", "starttls"] {
+        let mailbox = format!("workflow-{mode}-{}", std::process::id());
+        let Some(file) = record(dir.path(), upstream.clone(), tls.clone(), mode, &mailbox).await
+        else {
+            println!("SKIP: python3 is not installed");
+            return;
+        };
+        let text = std::fs::read_to_string(&file).expect("recording");
+        assert!(text.contains(" LOGIN {user} {password}"), "{text}");
+        // Another, fresh server (its UIDVALIDITY comes from the clock: the same second may
+        // give the same value, so the captures are not asserted here).
+        let (code, out) = mailtape_async(vec!["replay".into(), file.display().to_string()]).await;
+        assert_eq!(code, 0, "{mode}: {out}\n{text}");
+        assert!(out.contains("same as recorded"), "{out}");
+        if mode == "starttls" {
+            assert!(text.contains(" STARTTLS\n"), "{text}");
+        }
+    }
+    server.shutdown().await;
+}
+
+/// The recording made against Dovecot replays clean there, and against the reference server
+/// differs only where docs/replay.md says why (capabilities, the RECENT Dovecot adds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imaplib_recorded_against_dovecot_replays_against_both_servers() {
+    let (Ok(url), Ok(ca)) = (
+        std::env::var("MAILTAPE_DOVECOT_IMAP"),
+        std::env::var("MAILTAPE_DOVECOT_CA"),
+    ) else {
+        println!(
+            "SKIP: MAILTAPE_DOVECOT_IMAP / MAILTAPE_DOVECOT_CA not set (bash ci/dovecot.sh env)"
+        );
+        return;
+    };
+    let (upstream, _) = mailtape::target::parse_endpoint(&url).expect("dovecot url");
+    let tls = TlsOptions {
+        ca_file: Some(PathBuf::from(&ca)),
+        extra_roots: Vec::new(),
+        insecure: false,
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    for mode in ["plain", "starttls"] {
+        let mailbox = format!(
+            "workflow-{mode}-{}-{}",
+            std::process::id(),
+            dir.path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        let Some(file) = record(dir.path(), upstream.clone(), tls.clone(), mode, &mailbox).await
+        else {
+            println!("SKIP: python3 is not installed");
+            return;
+        };
+        let file = file.display().to_string();
+        let (code, out) = mailtape_async(vec![
+            "replay".into(),
+            file.clone(),
+            "--target".into(),
+            url.clone(),
+            "--ca-file".into(),
+            ca.clone(),
+        ])
+        .await;
+        assert_eq!(code, 0, "{mode} against Dovecot: {out}");
+        let (code, out) = mailtape_async(vec!["replay".into(), file]).await;
+        assert_eq!(code, 1, "{mode} against the reference server: {out}");
+        let unexplained: Vec<String> = changed(&out)
+            .into_iter()
+            .filter(|l| !(l.contains("CAPABILITY") || l == "-S1: * 1 RECENT" || l.ends_with(" OK")))
+            .collect();
+        assert!(unexplained.is_empty(), "{mode}: {unexplained:#?}\n{out}");
+        assert!(
+            out.contains("0 failing violation(s), 0 problem(s)"),
+            "{out}"
+        );
+    }
+}
