@@ -9,10 +9,12 @@
 //! - [`engine`]: runs a scenario against a target, producing a transcript and an outcome.
 //! - [`checks`]: always-on, pure protocol checks; each violation cites its rule and RFC section.
 //! - [`report`]: outcomes, snapshots, human / JSON / JUnit output; never decides pass or fail.
+//! - [`compare`]: `mailtape compare`: several servers, one grid, diffs, HTML/Markdown reports.
 //! - [`exit`]: the exit-code table.
 
 pub mod checks;
 pub mod cli;
+pub mod compare;
 pub mod engine;
 pub mod exit;
 pub mod net;

@@ -54,6 +54,12 @@ pub fn normalize(transcript: &Transcript, substitutions: &[(String, String)]) ->
     out
 }
 
+/// Applies `(value, placeholder)` pairs to one piece of text the way [`normalize`] does
+/// (longest value first, one pass), for callers that render other protocols' text.
+pub fn substitute(text: &str, substitutions: &[(String, String)]) -> String {
+    Substitutions::new(substitutions).apply(text)
+}
+
 /// The prefix of a message line, e.g. `C1:`, `S:` or `C1 setup:`.
 pub fn line_prefix(session: &str, direction: Direction, setup: bool) -> String {
     let d = match direction {
