@@ -117,10 +117,15 @@ impl TextSession {
             line = first.to_string();
         }
         out.push(escape_lossy(line.as_bytes()));
-        let body = &lines[1.min(lines.len())..];
+        let mut body: Vec<&str> = lines[1.min(lines.len())..].to_vec();
+        if verb == "CAPA" && body.last() == Some(&".") {
+            // Capabilities are a set (RFC 2449 5): sorted, the final `.` kept last.
+            let end = body.len() - 1;
+            body[..end].sort_by_key(|l| l.to_ascii_uppercase());
+        }
         let message = matches!(verb.as_str(), "RETR" | "TOP");
         let mut headers = HeaderFilter::new(message);
-        for l in body {
+        for l in &body {
             let shown = match verb.as_str() {
                 "UIDL" if *l != "." => {
                     let mut s = String::new();
@@ -145,6 +150,7 @@ impl TextSession {
         let ehlo = verb == "EHLO";
         let mut out = Vec::with_capacity(lines.len());
         let mut code = "";
+        let mut keywords = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             let (c, sep, text) = split_smtp(l);
             code = c;
@@ -152,9 +158,11 @@ impl TextSession {
             if c.len() != 3 {
                 // Not a reply line at all: shown whole, so the difference is visible.
                 line = l.to_string();
-            } else if ehlo && i > 0 {
-                // An EHLO keyword and its parameters (RFC 5321 4.1.1.1).
-                line.push_str(text);
+            } else if ehlo && i > 0 && c.starts_with('2') {
+                // An EHLO keyword and its parameters (RFC 5321 4.1.1.1): their order means
+                // nothing, so they are listed sorted, without the repeated code.
+                keywords.push(escape_lossy(text.trim_end().as_bytes()));
+                continue;
             } else if c == "334" {
                 // A SASL challenge: base64 data that varies.
             } else if let Some(enhanced) = enhanced_code(text) {
@@ -162,6 +170,8 @@ impl TextSession {
             }
             out.push(escape_lossy(line.trim_end().as_bytes()));
         }
+        keywords.sort_by_key(|k| k.to_ascii_uppercase());
+        out.extend(keywords);
         match code {
             "334" => self.sasl = true,
             "354" => {
@@ -321,6 +331,24 @@ mod tests {
     }
 
     #[test]
+    fn pop3_capabilities_are_sorted_and_the_implementation_hidden() {
+        let out = run(
+            Protocol::Pop3,
+            &[
+                (Client, "CAPA\r\n"),
+                (
+                    Server,
+                    "+OK\r\nUIDL\r\nIMPLEMENTATION Dovecot\r\nTOP\r\n.\r\n",
+                ),
+            ],
+        );
+        assert_eq!(
+            out,
+            ["CAPA", "+OK", "IMPLEMENTATION <implementation>", "TOP", "UIDL", "."]
+        );
+    }
+
+    #[test]
     fn pop3_message_headers_are_normalized() {
         let out = run(
             Protocol::Pop3,
@@ -404,8 +432,8 @@ mod tests {
                 "220",
                 "EHLO client",
                 "250-",
-                "250-SIZE 1000",
-                "250 ENHANCEDSTATUSCODES",
+                "ENHANCEDSTATUSCODES",
+                "SIZE 1000",
                 "MAIL FROM:<a@b>",
                 "250 2.1.0",
                 "AUTH LOGIN",
