@@ -59,9 +59,21 @@ fn fence(info: &str, body: &str) -> String {
 
 fn cell_text(cell: &Cell) -> String {
     let mut s = format!("{} {}", emoji(&cell.status), label(&cell.status));
-    if !cell.rules.is_empty() && cell.status != Status::Pass {
-        let rules: Vec<String> = cell.rules.iter().map(|r| escape(r)).collect();
-        let _ = write!(s, "<br>{}", rules.join(", "));
+    if cell.status.is_unexpected_failure() {
+        // The rule ids, then the kind of each other problem (`mismatch`, `timeout`, ...).
+        let what: Vec<String> = cell
+            .rules
+            .iter()
+            .map(|r| escape(r))
+            .chain(
+                cell.problems
+                    .iter()
+                    .map(|p| escape(p.split(' ').next().unwrap_or(p))),
+            )
+            .collect();
+        if !what.is_empty() {
+            let _ = write!(s, "<br>{}", what.join(", "));
+        }
     }
     s
 }
