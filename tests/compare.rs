@@ -95,10 +95,15 @@ fn two_reference_servers_agree() {
     let stdout = out.stdout_text();
     assert_eq!(code(&out), 0, "stdout:\n{stdout}\nstderr:\n{}", out.stderr);
     assert!(
-        stdout.contains("5 scenarios x 2 servers: a 5 passed; b 5 passed; 0 scenarios where servers disagree"),
+        stdout.contains(
+            "5 scenarios x 2 servers: a 5 passed; b 5 passed; 0 scenarios where servers disagree"
+        ),
         "{stdout}"
     );
-    assert!(stdout.contains("imap.noop.basic"), "the grid lists rows: {stdout}");
+    assert!(
+        stdout.contains("imap.noop.basic"),
+        "the grid lists rows: {stdout}"
+    );
     assert!(html.exists(), "the report's directory is created");
     insta::assert_snapshot!("two_references_md", redact_command(&read(&md), dir.path()));
 }
@@ -116,7 +121,10 @@ fn quiet_prints_only_the_summary() {
     let stdout = out.stdout_text();
     assert_eq!(code(&out), 0, "{stdout}{}", out.stderr);
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    assert!(stdout.starts_with("Summary: 1 scenario x 2 servers"), "{stdout}");
+    assert!(
+        stdout.starts_with("Summary: 1 scenario x 2 servers"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -124,7 +132,12 @@ fn usage_errors_exit_2() {
     let cases: [(&[&str], &str); 4] = [
         (&["--target", "a=reference"], "at least two servers"),
         (
-            &["--target", "imap://u:secret@127.0.0.1:1", "--target", "b=reference"],
+            &[
+                "--target",
+                "imap://u:secret@127.0.0.1:1",
+                "--target",
+                "b=reference",
+            ],
             "NAME=URL",
         ),
         (
@@ -139,7 +152,12 @@ fn usage_errors_exit_2() {
             ".html or .md",
         ),
         (
-            &["--target", "a=reference", "--target", "a=imap://127.0.0.1:1"],
+            &[
+                "--target",
+                "a=reference",
+                "--target",
+                "a=imap://127.0.0.1:1",
+            ],
             "bundled reference server",
         ),
     ];
@@ -236,7 +254,10 @@ fn a_deviating_server_gets_a_fail_cell_and_a_diff() {
         .find(|l| l.starts_with("t.same "))
         .unwrap_or_default();
     assert!(!same.contains('~'), "equal transcripts agree: {stdout}");
-    assert!(stdout.contains("FAIL t.differs [fake]: mismatch at"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL t.differs [fake]: mismatch at"),
+        "{stdout}"
+    );
     assert!(stdout.contains("-S: a2 OK\n    +S: a2 BAD"), "{stdout}");
     // The terminal never gets the markup raw either: it is plain text there, escaped only
     // for control characters.
@@ -253,11 +274,18 @@ fn hostile_server_text_cannot_inject_markup() {
     let (out, md, html) = reference_vs_fake(dir.path());
     assert_eq!(code(&out), 1, "{}{}", out.stdout_text(), out.stderr);
     let page = read(&html);
-    assert_eq!(page.matches("<script").count(), 2, "only the page's own scripts");
+    assert_eq!(
+        page.matches("<script").count(),
+        2,
+        "only the page's own scripts"
+    );
     assert!(!page.contains("<img"), "no element from the server");
     assert!(!page.contains("data-pwned','1')</script>"));
     // The text is there, as JSON with `<`, `>` and `&` escaped.
-    assert!(page.contains("\\u003cimg src=x onerror="), "the data is embedded");
+    assert!(
+        page.contains("\\u003cimg src=x onerror="),
+        "the data is embedded"
+    );
 
     // Markdown: outside code fences, nothing from the server is markup.
     let text = read(&md);
@@ -275,12 +303,19 @@ fn hostile_server_text_cannot_inject_markup() {
         }
     }
     assert!(fence.is_none(), "every fence is closed");
-    assert!(text.contains("data-pwned"), "the text is shown, inside a fence");
+    assert!(
+        text.contains("data-pwned"),
+        "the text is shown, inside a fence"
+    );
 
     match chromium_dom(&html, "#selftest") {
         None => {}
         Some(dom) => {
-            assert!(dom.contains("<pre id=\"selftest\">ok</pre>"), "{}", selftest_line(&dom));
+            assert!(
+                dom.contains("<pre id=\"selftest\">ok</pre>"),
+                "{}",
+                selftest_line(&dom)
+            );
             assert!(!dom.contains("data-pwned=\""), "the hostile script ran");
             assert!(dom.contains("&lt;img src=x onerror="), "shown as text");
         }
@@ -346,13 +381,24 @@ fn html_report_renders_and_passes_its_self_test_in_a_browser() {
     let Some(dom) = chromium_dom(&html, "#selftest") else {
         return;
     };
-    assert!(dom.contains("<pre id=\"selftest\">ok</pre>"), "{}", selftest_line(&dom));
+    assert!(
+        dom.contains("<pre id=\"selftest\">ok</pre>"),
+        "{}",
+        selftest_line(&dom)
+    );
     // Without the hash the page renders its grid and runs no self-test.
     let Some(dom) = chromium_dom(&html, "") else {
         return;
     };
-    assert_eq!(dom.matches("<tr data-row=").count(), 3, "one row per scenario");
-    assert!(dom.contains("class=\"cell st-FAIL\""), "a FAIL cell is drawn");
+    assert_eq!(
+        dom.matches("<tr data-row=").count(),
+        3,
+        "one row per scenario"
+    );
+    assert!(
+        dom.contains("class=\"cell st-FAIL\""),
+        "a FAIL cell is drawn"
+    );
     assert!(dom.contains("<pre id=\"selftest\" hidden=\"\"></pre>"));
 }
 
@@ -406,9 +452,19 @@ fn reference_vs_dovecot_into_html_and_markdown() {
         .lines()
         .find(|l| l.starts_with("| imap.enable.no-arguments "))
         .unwrap_or_default();
-    assert!(enable.contains("PASS") && enable.contains("XFAIL"), "{text}");
-    assert!(text.contains("```diff"), "Dovecot answers differently somewhere: {text}");
+    assert!(
+        enable.contains("PASS") && enable.contains("XFAIL"),
+        "{text}"
+    );
+    assert!(
+        text.contains("```diff"),
+        "Dovecot answers differently somewhere: {text}"
+    );
     if let Some(dom) = chromium_dom(&html, "#selftest") {
-        assert!(dom.contains("<pre id=\"selftest\">ok</pre>"), "{}", selftest_line(&dom));
+        assert!(
+            dom.contains("<pre id=\"selftest\">ok</pre>"),
+            "{}",
+            selftest_line(&dom)
+        );
     }
 }

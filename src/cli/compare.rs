@@ -70,9 +70,10 @@ fn servers_from_args(args: &super::TargetArgs) -> Result<Vec<Server>, CliError> 
         .collect();
     let from_file = servers.len();
     for spec in &args.targets {
-        let Some((name, url)) = spec.split_once('=').filter(|(n, u)| {
-            !n.is_empty() && !n.contains("://") && !u.trim().is_empty()
-        }) else {
+        let Some((name, url)) = spec
+            .split_once('=')
+            .filter(|(n, u)| !n.is_empty() && !n.contains("://") && !u.trim().is_empty())
+        else {
             return Err(CliError::Config(format!(
                 "--target {}: compare needs NAME=URL (URLs with the same NAME are one server; \
                  NAME=reference starts a bundled reference server)",
@@ -296,9 +297,8 @@ pub async fn compare(args: CompareArgs) -> Result<u8, CliError> {
 
 fn write_report(path: &Path, text: &str) -> Result<(), CliError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            CliError::Config(format!("--report {}: {e}", path.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Config(format!("--report {}: {e}", path.display())))?;
     }
     std::fs::write(path, text)
         .map_err(|e| CliError::Config(format!("--report {}: {e}", path.display())))

@@ -55,7 +55,11 @@ pub fn render(cmp: &Comparison, paint: Paint) -> String {
     for (s, w) in cmp.servers.iter().zip(&widths) {
         let _ = write!(header, "  {s:<w$}");
     }
-    let _ = writeln!(out, "{}", paint.paint(header.trim_end(), Style::new().bold()));
+    let _ = writeln!(
+        out,
+        "{}",
+        paint.paint(header.trim_end(), Style::new().bold())
+    );
     for row in &cmp.rows {
         let mut line = format!("{:<id_width$}", row.id);
         for (cell, w) in row.cells.iter().zip(&widths) {
@@ -80,7 +84,11 @@ pub fn render(cmp: &Comparison, paint: Paint) -> String {
         })
         .collect();
     if !failures.is_empty() {
-        let _ = writeln!(out, "\n{}", paint.paint("Failures:", Style::new().red().bold()));
+        let _ = writeln!(
+            out,
+            "\n{}",
+            paint.paint("Failures:", Style::new().red().bold())
+        );
         for f in failures {
             out.push_str(&f);
         }
@@ -138,7 +146,9 @@ fn failure_line(id: &str, server: &str, cell: &Cell, paint: Paint) -> String {
     let mut what: Vec<String> = cell.rules.clone();
     what.extend(cell.problems.iter().cloned());
     if let Status::UnexpectedPass { reason } = &cell.status {
-        what.push(format!("passed, but listed as an expected failure ({reason})"));
+        what.push(format!(
+            "passed, but listed as an expected failure ({reason})"
+        ));
     }
     let status = paint.status(&cell.status, 0);
     if what.is_empty() {

@@ -44,11 +44,7 @@ pub fn escape(text: &str) -> String {
 
 /// A fenced block whose fence is longer than any backtick run in `body`.
 fn fence(info: &str, body: &str) -> String {
-    let longest = body
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     let ticks = "`".repeat((longest + 1).max(3));
     let mut body = body.to_string();
     if !body.ends_with('\n') {
@@ -146,7 +142,10 @@ pub fn render(cmp: &Comparison) -> String {
         }
         let diffs = row.baseline_diffs();
         if diffs.is_empty() {
-            let _ = writeln!(out, "Same transcript where both ran; the statuses differ.\n");
+            let _ = writeln!(
+                out,
+                "Same transcript where both ran; the statuses differ.\n"
+            );
         }
         for d in diffs {
             let _ = writeln!(out, "{}", fence("diff", &d.diff));

@@ -129,7 +129,10 @@ fn problem_line(p: &Problem) -> String {
             s.push_str(&format!(" at {l}"));
         }
         if let Some(x) = session {
-            s.push_str(&format!(" (session {})", if x.is_empty() { "\"\"" } else { x }));
+            s.push_str(&format!(
+                " (session {})",
+                if x.is_empty() { "\"\"" } else { x }
+            ));
         }
         s
     };
@@ -391,7 +394,11 @@ pub(crate) mod tests {
         ]);
         assert!(r.disagrees());
         assert_eq!(r.diffs.len(), 2, "s0-s1 and s1-s2");
-        assert!(r.diffs[0].diff.contains("-S: b\n+S: c"), "{}", r.diffs[0].diff);
+        assert!(
+            r.diffs[0].diff.contains("-S: b\n+S: c"),
+            "{}",
+            r.diffs[0].diff
+        );
         let base: Vec<_> = r.baseline_diffs().iter().map(|d| d.b).collect();
         assert_eq!(base, [1]);
     }

@@ -187,7 +187,12 @@ impl TextSession {
 /// Appends up to `count` words of `text` (space-separated), replacing the ones at the
 /// positions in `uidl` by [`UIDL`].
 fn push_words(line: &mut String, text: &str, count: usize, uidl: &[usize]) {
-    for (i, w) in text.split(' ').filter(|w| !w.is_empty()).take(count).enumerate() {
+    for (i, w) in text
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .take(count)
+        .enumerate()
+    {
         line.push(' ');
         line.push_str(if uidl.contains(&i) { UIDL } else { w });
     }
@@ -344,7 +349,14 @@ mod tests {
         );
         assert_eq!(
             out,
-            ["CAPA", "+OK", "IMPLEMENTATION <implementation>", "TOP", "UIDL", "."]
+            [
+                "CAPA",
+                "+OK",
+                "IMPLEMENTATION <implementation>",
+                "TOP",
+                "UIDL",
+                "."
+            ]
         );
     }
 

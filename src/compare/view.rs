@@ -164,10 +164,20 @@ Si: a1 OK
     fn protocols_keep_their_order_and_setup_is_left_out_of_the_comparison() {
         let t = Transcript {
             entries: vec![
-                e("i", Server, true, "* OK [CAPABILITY IMAP4rev1] Dovecot ready.\r\n"),
+                e(
+                    "i",
+                    Server,
+                    true,
+                    "* OK [CAPABILITY IMAP4rev1] Dovecot ready.\r\n",
+                ),
                 e("m", Server, false, "220 mx ESMTP Postfix\r\n"),
                 e("i", Client, false, "a1 SELECT INBOX.mt-1-0/child\r\n"),
-                e("i", Server, false, "a1 OK [READ-WRITE] Select completed\r\n"),
+                e(
+                    "i",
+                    Server,
+                    false,
+                    "a1 OK [READ-WRITE] Select completed\r\n",
+                ),
                 e("m", Client, false, "MAIL FROM:<alice@example.test>\r\n"),
                 e("m", Server, false, "250 2.1.0 Ok\r\n"),
             ],
@@ -192,12 +202,7 @@ Si: a1 OK
             entries: vec![
                 e("i", Client, false, "a1 FETCH 1 BODY[]\r\n"),
                 e("m", Server, false, "220 ok\r\n"),
-                e(
-                    "i",
-                    Server,
-                    false,
-                    "* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n",
-                ),
+                e("i", Server, false, "* 1 FETCH (BODY[] {5}\r\nab\r\nc)\r\n"),
                 e("i", Server, false, "a1 OK done\r\n"),
             ],
         };
