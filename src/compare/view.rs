@@ -106,6 +106,8 @@ fn with_separator(
 ) -> Vec<(String, String)> {
     let mut subs = substitutions.to_vec();
     if let Some(sep) = separator.filter(|s| !s.is_empty()) {
+        // The delimiter field of LIST and LSUB responses (RFC 3501 7.2.2).
+        subs.push((format!("\"{sep}\""), format!("\"{SEPARATOR}\"")));
         for (value, placeholder) in substitutions {
             // Account logins are `{user:name}`; mailbox variables are plain `{name}`.
             if !placeholder.starts_with("{user:") && !value.is_empty() {
@@ -178,6 +180,7 @@ Si: a1 OK
                     false,
                     "a1 OK [READ-WRITE] Select completed\r\n",
                 ),
+                e("i", Server, false, "* LIST () \"/\" INBOX\r\n"),
                 e("m", Client, false, "MAIL FROM:<alice@example.test>\r\n"),
                 e("m", Server, false, "250 2.1.0 Ok\r\n"),
             ],
@@ -187,12 +190,13 @@ Si: a1 OK
         assert_eq!(
             text.full,
             "Si setup: * OK [CAPABILITY IMAP4rev1]\nSm: 220\nCi: a1 SELECT {box}{sep}child\n\
-             Si: a1 OK [READ-WRITE]\nCm: MAIL FROM:<alice@example.test>\nSm: 250 2.1.0\n"
+             Si: a1 OK [READ-WRITE]\nSi: * LIST () \"{sep}\" INBOX\n\
+             Cm: MAIL FROM:<alice@example.test>\nSm: 250 2.1.0\n"
         );
         assert_eq!(
             text.compared,
             "Sm: 220\nCi: a1 SELECT {box}{sep}child\nSi: a1 OK [READ-WRITE]\n\
-             Cm: MAIL FROM:<alice@example.test>\nSm: 250 2.1.0\n"
+             Si: * LIST () \"{sep}\" INBOX\nCm: MAIL FROM:<alice@example.test>\nSm: 250 2.1.0\n"
         );
     }
 
