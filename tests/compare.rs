@@ -269,6 +269,58 @@ fn a_deviating_server_gets_a_fail_cell_and_a_diff() {
 }
 
 #[test]
+fn a_targets_file_names_the_servers() {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => panic!("runtime: {e}"),
+    };
+    let fake = runtime.block_on(fake_imap::start(Arc::new(|_| Reply::Default)));
+    let dir = tempdir();
+    let scenario = dir.path().join("same.ron");
+    let file = dir.path().join("targets.ron");
+    let written = std::fs::write(&scenario, SCENARIOS[0].1).and_then(|()| {
+        std::fs::write(
+            &file,
+            format!(
+                r#"[(name: "fake-a", endpoints: ["imap://alice:alicepw@{0}"]),
+                   (name: "fake-b", endpoints: ["imap://alice:alicepw@{0}"])]"#,
+                fake.addr
+            ),
+        )
+    });
+    if let Err(e) = written {
+        panic!("{e}");
+    }
+    let out = compare(&[
+        path_str(&scenario),
+        "--targets",
+        path_str(&file),
+        "--target",
+        "ref=reference",
+    ]);
+    let stdout = out.stdout_text();
+    assert_eq!(code(&out), 0, "stdout:\n{stdout}\nstderr:\n{}", out.stderr);
+    assert!(
+        stdout.contains("1 scenario x 3 servers: fake-a 1 passed; fake-b 1 passed; ref 1 passed; 0 scenarios where servers disagree"),
+        "{stdout}"
+    );
+    // A --target may not reuse a name from the file.
+    let out = compare(&[
+        path_str(&scenario),
+        "--targets",
+        path_str(&file),
+        "--target",
+        "fake-a=reference",
+    ]);
+    assert_eq!(code(&out), 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the targets file already names"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn hostile_server_text_cannot_inject_markup() {
     let dir = tempdir();
     let (out, md, html) = reference_vs_fake(dir.path());
