@@ -77,7 +77,7 @@ fn servers_from_args(args: &super::TargetArgs) -> Result<Vec<Server>, CliError> 
             return Err(CliError::Config(format!(
                 "--target {}: compare needs NAME=URL (URLs with the same NAME are one server; \
                  NAME=reference starts a bundled reference server)",
-                redact_spec(spec)
+                redact_arg(spec)
             )));
         };
         let name = name.trim();
@@ -107,7 +107,7 @@ fn servers_from_args(args: &super::TargetArgs) -> Result<Vec<Server>, CliError> 
                 return Err(CliError::Config(format!(
                     "--target {}: `{name}` is a bundled reference server; give the other \
                      server another name",
-                    redact_spec(spec)
+                    redact_arg(spec)
                 )));
             }
             None => {
@@ -130,11 +130,6 @@ fn servers_from_args(args: &super::TargetArgs) -> Result<Vec<Server>, CliError> 
         )));
     }
     Ok(servers)
-}
-
-/// A `--target` value with any password hidden, for error messages.
-fn redact_spec(spec: &str) -> String {
-    redact_arg(spec)
 }
 
 /// Hides the password of `user:pass@` in a URL and of a `user:pass` account value.

@@ -38,11 +38,8 @@ pub enum Kind {
 
 impl Kind {
     pub fn of(scenario: &Scenario) -> Kind {
-        let mut protocols: Vec<Protocol> = scenario.sessions.values().map(|s| s.protocol).collect();
-        protocols.push(scenario.protocol);
-        protocols.dedup();
         let first = scenario.protocol;
-        if protocols.iter().any(|p| *p != first) {
+        if scenario.sessions.values().any(|s| s.protocol != first) {
             return Kind::Cross;
         }
         match first {
@@ -373,6 +370,28 @@ pub(crate) mod tests {
             cells,
             &servers,
         )
+    }
+
+    #[test]
+    fn kinds_follow_the_protocols_of_the_sessions() {
+        let kind = |header: &str| {
+            let text = format!(
+                r#"Scenario(id: "x", title: "t", spec: ["RFC 3501 6"], {header} script: "C1: a1 NOOP\nS1: a1 OK\n")"#
+            );
+            match crate::script::parse_str(std::path::Path::new("t.ron"), &text) {
+                Ok(s) => Kind::of(&s),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(kind(r#"sessions: {"1": (protocol: "imap")},"#), Kind::Imap);
+        assert_eq!(
+            kind(r#"protocol: "pop3", sessions: {"1": (protocol: "pop3")},"#),
+            Kind::Pop3
+        );
+        assert_eq!(
+            kind(r#"protocol: "pop3", sessions: {"1": (protocol: "imap")},"#),
+            Kind::Cross
+        );
     }
 
     #[test]
