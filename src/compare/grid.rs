@@ -117,7 +117,7 @@ pub fn render(cmp: &Comparison, paint: Paint) -> String {
         );
         let diffs = row.baseline_diffs();
         if diffs.is_empty() {
-            let _ = writeln!(out, "    (same transcript where both ran; statuses differ)");
+            let _ = writeln!(out, "    ({})", row.no_diff_note());
         }
         for d in diffs {
             for line in d.diff.lines() {

@@ -142,10 +142,7 @@ pub fn render(cmp: &Comparison) -> String {
         }
         let diffs = row.baseline_diffs();
         if diffs.is_empty() {
-            let _ = writeln!(
-                out,
-                "Same transcript where both ran; the statuses differ.\n"
-            );
+            let _ = writeln!(out, "No diff: {}.\n", row.no_diff_note());
         }
         for d in diffs {
             let _ = writeln!(out, "{}", fence("diff", &d.diff));

@@ -225,6 +225,15 @@ impl Row {
         labels.any(|l| Some(l) != first) || !self.diffs.is_empty()
     }
 
+    /// Why a disagreeing row has no diff to show.
+    pub fn no_diff_note(&self) -> &'static str {
+        if self.cells.iter().filter(|c| c.ran()).count() < 2 {
+            "fewer than two servers have a transcript; the statuses differ"
+        } else {
+            "the transcripts are the same; the statuses differ"
+        }
+    }
+
     /// The diffs to show for the row as a whole: each server against the first one that
     /// ran (or, if that one matches it, against nothing), without repeating equal texts.
     pub fn baseline_diffs(&self) -> Vec<&PairDiff> {
