@@ -214,6 +214,13 @@ function selftest() {
     applyFilters();
     if (!rows[0].hidden) { throw new Error("the protocol filter did not hide a " + kind + " row"); }
     setAll("kind", true);
+    // "Only where servers disagree" leaves exactly the disagreeing rows.
+    var only = document.getElementById("only-disagree");
+    only.checked = true;
+    applyFilters();
+    var disagreeing = DATA.rows.filter(function (r) { return r.disagree; }).length;
+    if (visibleRows().length !== disagreeing) { throw new Error("the disagreement filter shows the wrong rows"); }
+    only.checked = false;
     applyFilters();
     if (visibleRows().length !== rows.length) { throw new Error("resetting the filters did not show every row"); }
     if (ERRORS.length) { throw new Error(ERRORS.join("; ")); }
