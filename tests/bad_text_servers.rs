@@ -305,3 +305,32 @@ async fn unstable_unique_ids_are_caught() {
         o.violations
     );
 }
+
+#[tokio::test]
+async fn unique_ids_renamed_between_sessions_are_caught() {
+    // The fake's fault: each connection gives the same message a new unique-id, as a server
+    // that derives ids from something per session would. Each session alone is consistent.
+    let o = run(
+        Protocol::Pop3,
+        b"+OK fake ready\r\n",
+        r#"sessions: {"p": (), "q": ()},"#,
+        "Cp: LIST\nSp: +OK\nCp: UIDL\nSp: +OK\nCp: QUIT\nSp: +OK\n\
+         Cq: LIST\nSq: +OK\nCq: UIDL\nSq: +OK\nCq: QUIT\nSq: +OK",
+        |l| match l.text {
+            "UIDL" => format!("+OK\r\n1 conn{}-uid\r\n.\r\n", l.conn).into_bytes(),
+            _ => pop3(l),
+        },
+    )
+    .await;
+    let stable: Vec<_> = o
+        .violations
+        .iter()
+        .filter(|v| v.rule == "pop3.uidl.stable")
+        .collect();
+    assert_eq!(stable.len(), 1, "{:?}", o.violations);
+    assert!(
+        stable[0].message.contains("in session `p`"),
+        "{}",
+        stable[0].message
+    );
+}

@@ -173,3 +173,74 @@ fn usage_errors_exit_with_2() {
     let (code, _, stderr) = run(mailtape().args(["run", "scenarios", "--target", "ftp://x"]));
     assert_eq!(code, 2, "{stderr}");
 }
+
+#[test]
+fn a_known_failures_list_turns_failures_into_expected_ones_and_flags_stale_entries() {
+    let dir = match tempfile::tempdir() {
+        Ok(d) => d,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    // The reference server answers NOOP with OK, so this scenario fails there.
+    let scenario = dir.path().join("wrong.ron");
+    let known = dir.path().join("known.txt");
+    let ok = std::fs::write(
+        &scenario,
+        "Scenario(id: \"t.wrong\", title: \"expects NO\", spec: [\"RFC 3501 6.1.2\"], mailboxes: [], script: r#\"\nC: a1 NOOP\nS: a1 NO\n\"#)\n",
+    )
+    .and_then(|_| {
+        std::fs::write(
+            &known,
+            "# ours\nt.wrong reference -- NOOP cannot fail\nt.gone -- removed scenario\n",
+        )
+    });
+    if let Err(e) = ok {
+        panic!("write: {e}");
+    }
+    let (code, stdout, _) = run(mailtape().arg("run").arg(&scenario).env("CI", ""));
+    assert_eq!(code, 1, "without the list the failure counts:\n{stdout}");
+    let (code, stdout, stderr) = run(mailtape()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--known-failures")
+        .arg(&known)
+        .env("CI", ""));
+    assert_eq!(code, 0, "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("NOOP cannot fail"), "{stdout}");
+    assert!(
+        stderr.contains("known.txt:3: `t.gone` matches no scenario"),
+        "{stderr}"
+    );
+    // Bound to another target name, the entry does not apply.
+    let ok = std::fs::write(&known, "t.wrong staging -- elsewhere only\n");
+    if let Err(e) = ok {
+        panic!("write: {e}");
+    }
+    let (code, _, _) = run(mailtape()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--known-failures")
+        .arg(&known)
+        .env("CI", ""));
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn trace_prints_every_wire_message_with_its_scenario() {
+    let (code, _, stderr) = run(mailtape()
+        .args(["run", "scenarios/imap/noop-basic.ron", "--trace"])
+        .env_remove("RUST_LOG")
+        .env("CI", ""));
+    assert_eq!(code, 0, "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("scenario{id=imap.noop.basic target=reference}"))
+        .collect();
+    assert!(lines.iter().any(|l| l.ends_with("Cx: a1 NOOP")), "{stderr}");
+    assert!(lines.iter().any(|l| l.contains("Sx: a1 OK")), "{stderr}");
+    // Without --trace nothing of the wire is printed.
+    let (_, _, stderr) = run(mailtape()
+        .args(["run", "scenarios/imap/noop-basic.ron"])
+        .env_remove("RUST_LOG")
+        .env("CI", ""));
+    assert!(!stderr.contains("mailtape::wire"), "{stderr}");
+}

@@ -3,9 +3,16 @@
 //!
 //! Only what the replies themselves prove is modelled: the session state (from `+OK` to the
 //! login commands and QUIT), the messages marked deleted (from `+OK` to DELE, cleared by RSET)
-//! and the sizes LIST, STAT and RETR reported in the same session. Nothing is concluded across
-//! sessions: scenarios reseed maildrops, so a unique-id or size seen earlier proves nothing later.
+//! and the sizes LIST, STAT and RETR reported in the same session.
+//!
+//! Across sessions of one scenario run, one fact is provable: when a session saw the whole
+//! maildrop (a full LIST and a full UIDL before any DELE) and a later session of the same
+//! account sees the same messages again (the sizes of what the first left behind open the
+//! second's listing, in order), a message whose unique-id changed to one the first session
+//! never saw, while its old id is gone, broke RFC 1939 7 persistence. See [`crossing`].
+//! Nothing is carried across scenarios: they reseed and clean maildrops behind the checks' back.
 
+mod crossing;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -82,11 +89,20 @@ struct Session {
     uids: BTreeMap<u32, Vec<u8>>,
     stat: Option<Totals>,
     listing: Option<Totals>,
+    /// The login the session authenticated as (USER's argument, else the opened account).
+    account: String,
+    /// The login sent with USER, taken once PASS succeeds.
+    user_sent: Option<String>,
+    /// Sizes and unique-ids of the whole maildrop, from a LIST and a UIDL before any DELE.
+    whole: crossing::Whole,
 }
 
 impl Session {
     fn new() -> Self {
         Session {
+            account: String::new(),
+            user_sent: None,
+            whole: crossing::Whole::default(),
             greeted: false,
             state: State::Authorization,
             pending: VecDeque::new(),
@@ -107,6 +123,8 @@ pub struct Pop3Checks {
     #[allow(dead_code)]
     shared: SharedModel,
     sessions: HashMap<String, Session>,
+    /// Per account: what the last session that saw the whole maildrop left in it.
+    maildrops: crossing::Maildrops,
 }
 
 impl Pop3Checks {
@@ -114,12 +132,15 @@ impl Pop3Checks {
         Pop3Checks {
             shared,
             sessions: HashMap::new(),
+            maildrops: crossing::Maildrops::default(),
         }
     }
 
-    /// A new connection for `account`; the greeting is its first reply.
-    pub fn session_opened(&mut self, session: &str, _account: &str) {
-        self.sessions.insert(session.to_string(), Session::new());
+    /// A new connection for the account with `login`; the greeting is its first reply.
+    pub fn session_opened(&mut self, session: &str, login: &str) {
+        let mut s = Session::new();
+        s.account = login.to_string();
+        self.sessions.insert(session.to_string(), s);
     }
 
     /// One client line as sent, CRLF included (commands, and SASL response lines after a `+ `).
@@ -212,13 +233,17 @@ impl Pop3Checks {
             return out;
         }
         check_positive(s, session, &cmd, reply, multiline, &mut out);
+        out.extend(self.maildrops.compare(session, s));
         out
     }
 
-    /// The connection ended; what it modelled is dropped.
+    /// The connection ended: what it saw of the maildrop is held against the account's last
+    /// whole view, then replaces it.
     pub fn session_closed(&mut self, session: &str) -> Vec<Violation> {
-        self.sessions.remove(session);
-        Vec::new()
+        match self.sessions.remove(session) {
+            Some(mut s) => self.maildrops.session_ended(session, &mut s),
+            None => Vec::new(),
+        }
     }
 }
 
@@ -319,6 +344,14 @@ fn check_positive(
             return;
         }
         State::Authorization => {
+            if let Command::User { name } = cmd {
+                s.user_sent = Some(name.clone());
+            }
+            if matches!(cmd, Command::Pass { .. })
+                && let Some(user) = s.user_sent.take()
+            {
+                s.account = user;
+            }
             if matches!(
                 cmd,
                 Command::Pass { .. } | Command::Apop { .. } | Command::Auth { .. }
@@ -359,6 +392,7 @@ fn check_positive(
     match cmd {
         Command::Quit => s.state = State::Done,
         Command::Dele { msg } => {
+            s.whole.dele_seen = true;
             s.deleted.insert(*msg);
             s.generation += 1;
         }
@@ -453,10 +487,12 @@ fn list_all(s: &mut Session, session: &str, reply: &LineReply, out: &mut Vec<Vio
         count,
         octets,
     });
+    s.whole.listed(body(reply));
     check_totals(s, session, reply, out);
 }
 
 fn uidl_all(s: &mut Session, session: &str, reply: &LineReply, out: &mut Vec<Violation>) {
+    s.whole.uidl(body(reply), &reply.raw);
     let mut seen: HashMap<&[u8], u32> = HashMap::new();
     let mut reported_deleted = false;
     for line in body(reply) {

@@ -192,9 +192,15 @@ pub async fn compare(args: CompareArgs) -> Result<u8, CliError> {
         .iter()
         .map(|p| report_format(p).map(|f| (p.clone(), f)))
         .collect::<Result<Vec<(PathBuf, ReportFormat)>, _>>()?;
+    let known_failures = Arc::new(match &args.known_failures {
+        Some(path) => crate::engine::known::KnownFailures::load(path)
+            .map_err(|e| CliError::Config(e.to_string()))?,
+        None => Default::default(),
+    });
     let options = RunOptions {
         strict: args.strict,
         poll_timeout: secs(args.poll_timeout, "poll-timeout")?,
+        known_failures: known_failures.clone(),
     };
     let files = discover(&args.paths)?;
     if files.is_empty() {
@@ -211,6 +217,10 @@ pub async fn compare(args: CompareArgs) -> Result<u8, CliError> {
             Ok(s) => scenarios.push(Arc::new(s)),
             Err(e) => broken.push((f.clone(), e.to_string())),
         }
+    }
+
+    for stale in known_failures.unused(scenarios.iter().map(|s| s.id.as_str())) {
+        eprintln!("warning: {stale}");
     }
 
     let mut running = Vec::new();
@@ -327,6 +337,7 @@ mod tests {
         match super::super::Cli::try_parse_from(argv) {
             Ok(super::super::Cli {
                 command: super::super::Command::Compare(a),
+                ..
             }) => a.target,
             other => panic!("{other:?}"),
         }

@@ -24,6 +24,14 @@ Exit status:
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Print every protocol message of every session on stderr as it is sent or received
+    /// (credentials included), tagged with the scenario and target. Same as
+    /// RUST_LOG=mailtape::wire=trace.
+    #[arg(long, global = true)]
+    pub trace: bool,
+    /// More log output on stderr: -v what mailtape does, -vv its debugging detail.
+    #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
 }
 
 #[derive(Debug, Subcommand)]
@@ -92,12 +100,23 @@ pub struct RunArgs {
     /// Also write a JUnit XML report to FILE.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// Also write the JSON report (docs/json-report.md) to FILE, whatever --format says.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Take the new transcripts as the stored snapshots.
     #[arg(long)]
     pub accept: bool,
+    /// Neither compare nor write snapshots (e.g. a one-off CI run of a server with none
+    /// stored); the checks and scenarios still decide.
+    #[arg(long, conflicts_with = "accept")]
+    pub no_snapshots: bool,
     /// Fail on SHOULD-level violations too (they are warnings otherwise).
     #[arg(long)]
     pub strict: bool,
+    /// Expected failures kept outside the scenarios: lines `SCENARIO [TARGET] -- REASON`,
+    /// ids and names exact or ending in `*` (docs/known-failures.md).
+    #[arg(long, value_name = "FILE")]
+    pub known_failures: Option<PathBuf>,
     /// Seconds a polling step (`S~:` lines, e.g. waiting for a delivery) keeps trying.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub poll_timeout: f64,
@@ -133,6 +152,10 @@ pub struct CompareArgs {
     /// Fail on SHOULD-level violations too (they are warnings otherwise).
     #[arg(long)]
     pub strict: bool,
+    /// Expected failures kept outside the scenarios, as for `run` (docs/known-failures.md);
+    /// their TARGET is matched against each server's name.
+    #[arg(long, value_name = "FILE")]
+    pub known_failures: Option<PathBuf>,
     /// Seconds a polling step (`S~:` lines, e.g. waiting for a delivery) keeps trying.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub poll_timeout: f64,
@@ -198,7 +221,7 @@ pub enum CliError {
 /// Parse arguments, run, and return the process exit status.
 pub fn main() -> u8 {
     let cli = Cli::parse();
-    init_tracing();
+    init_tracing(cli.verbose, cli.trace);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -225,13 +248,27 @@ pub fn main() -> u8 {
     }
 }
 
-/// Logs and wire traces go to stderr, filtered by RUST_LOG (default: warnings only).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+/// Logs and wire traces go to stderr. RUST_LOG, when set, decides alone; otherwise warnings,
+/// plus what -v/-vv and --trace ask for.
+fn init_tracing(verbose: u8, trace: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        let level = match verbose {
+            0 => "warn",
+            1 => "warn,mailtape=info,reference_server=info",
+            _ => "info,mailtape=debug,reference_server=debug",
+        };
+        let wire = if trace {
+            format!(",{}=trace", crate::report::trace::TARGET)
+        } else {
+            String::new()
+        };
+        tracing_subscriber::EnvFilter::new(format!("{level}{wire}"))
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
         .try_init();
 }
 
@@ -250,6 +287,7 @@ mod tests {
         let cli = Cli::try_parse_from(["mailtape", "run"]).map_err(|e| e.to_string());
         let Ok(Cli {
             command: Command::Run(args),
+            ..
         }) = cli
         else {
             panic!("run should parse: {cli:?}");

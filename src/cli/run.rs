@@ -240,10 +240,18 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
             Err(e) => broken.push((f.clone(), e.to_string())),
         }
     }
+    let known_failures = Arc::new(match &args.known_failures {
+        Some(path) => crate::engine::known::KnownFailures::load(path)
+            .map_err(|e| CliError::Config(e.to_string()))?,
+        None => Default::default(),
+    });
+    for stale in known_failures.unused(scenarios.iter().map(|s| s.id.as_str())) {
+        eprintln!("warning: {stale}");
+    }
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
     let target_names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();
-    let policy = SnapshotPolicy::from_env(args.accept);
+    let policy = (!args.no_snapshots).then(|| SnapshotPolicy::from_env(args.accept));
     let mut all = Vec::new();
     for target in targets {
         let name = target.name.clone();
@@ -265,6 +273,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
             RunOptions {
                 strict: args.strict,
                 poll_timeout: secs(args.poll_timeout, "poll-timeout")?,
+                known_failures: known_failures.clone(),
             },
         )?);
         let limit = Arc::new(Semaphore::new(args.jobs));
@@ -298,9 +307,18 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
     if let Some(s) = server {
         s.shutdown().await;
     }
+    let info = RunInfo::new(target_names, started_at, started.elapsed());
     if args.format == Format::Json {
-        let info = RunInfo::new(target_names, started_at, started.elapsed());
         json::write(std::io::stdout().lock(), &info, &all)?;
+    }
+    if let Some(path) = &args.json {
+        let file = std::fs::File::create(path).map_err(|e| {
+            CliError::Config(format!(
+                "cannot write the JSON report {}: {e}",
+                path.display()
+            ))
+        })?;
+        json::write(std::io::BufWriter::new(file), &info, &all)?;
     }
     if let Some(path) = &args.junit {
         junit::write_file(path, &all, started.elapsed())
@@ -314,7 +332,7 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
 fn finish(
     raw: RawOutcome,
     scenario: &Scenario,
-    policy: SnapshotPolicy,
+    policy: Option<SnapshotPolicy>,
     run: &TargetRun,
 ) -> ScenarioOutcome {
     let RawOutcome {
@@ -326,7 +344,8 @@ fn finish(
     let view = crate::engine::snapshot_view(&outcome.transcript, &text_sessions);
     // Only a run that reached its end is worth keeping or comparing; a failed one
     // already says why.
-    if completed
+    if let Some(policy) = policy
+        && completed
         && !view.entries.is_empty()
         && matches!(
             outcome.status,

@@ -171,6 +171,7 @@ impl LineSession {
             _ => sink.smtp.client_line(&self.name, &bytes, content),
         };
         sink.add(found);
+        crate::report::trace::message(&self.name, Direction::Client, setup, &bytes);
         sink.transcript.entries.push(TranscriptEntry {
             session: self.name.clone(),
             direction: Direction::Client,
@@ -200,6 +201,7 @@ impl LineSession {
                 return Err(e);
             }
         };
+        crate::report::trace::message(&self.name, Direction::Server, setup, &reply.raw);
         sink.transcript.entries.push(TranscriptEntry {
             session: self.name.clone(),
             direction: Direction::Server,

@@ -5,6 +5,7 @@
 //! of the target (UIDVALIDITY history and the like), and the discovered mailbox naming.
 
 mod expect;
+pub mod known;
 pub(crate) mod line_session;
 pub mod product;
 mod runner;
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub strict: bool,
     /// How long a polling step (`S~:`) keeps trying.
     pub poll_timeout: std::time::Duration,
+    /// Expected failures listed outside the scenarios (`--known-failures`).
+    pub known_failures: std::sync::Arc<known::KnownFailures>,
 }
 
 impl Default for RunOptions {
@@ -41,6 +44,7 @@ impl Default for RunOptions {
         RunOptions {
             strict: false,
             poll_timeout: std::time::Duration::from_secs(30),
+            known_failures: Default::default(),
         }
     }
 }
@@ -92,15 +96,16 @@ impl TargetRun {
     }
 
     /// The scenario's expected-failure reason on this target: by the target's name, else by
-    /// the server product recognized in its greeting.
-    pub fn expected_failure<'s>(&self, scenario: &'s Scenario) -> Option<&'s String> {
-        expected_failure(scenario, &self.target.name).or_else(|| {
-            self.product
-                .get()
-                .copied()
-                .flatten()
-                .and_then(|p| expected_failure(scenario, p))
-        })
+    /// the server product recognized in its greeting; then the known-failures list.
+    pub fn expected_failure<'s>(&'s self, scenario: &'s Scenario) -> Option<&'s String> {
+        let product = self.product.get().copied().flatten();
+        expected_failure(scenario, &self.target.name)
+            .or_else(|| product.and_then(|p| expected_failure(scenario, p)))
+            .or_else(|| {
+                self.options
+                    .known_failures
+                    .reason(&scenario.id, &self.target.name, product)
+            })
     }
 
     /// The server's mailbox naming, once a scenario has discovered it.
@@ -114,8 +119,20 @@ impl TargetRun {
         format!("{}mt-{}-{}", naming.prefix, self.run_id, n)
     }
 
-    /// Run one scenario to its raw outcome.
+    /// Run one scenario to its raw outcome. Wire traces and logs carry its id and target.
     pub async fn run(&self, scenario: &Scenario) -> RawOutcome {
+        use tracing::Instrument as _;
+        // Under the wire target, so that `--trace` alone shows which scenario a line is from.
+        let span = tracing::info_span!(
+            target: crate::report::trace::TARGET,
+            "scenario",
+            id = %scenario.id,
+            target = %self.target.name
+        );
+        self.run_scenario(scenario).instrument(span).await
+    }
+
+    async fn run_scenario(&self, scenario: &Scenario) -> RawOutcome {
         let _inbox = match uses_inbox(scenario) {
             true => Some(self.inbox.lock().await),
             false => None,

@@ -24,6 +24,7 @@ pub struct Sink<'a> {
 
 impl Sink<'_> {
     fn record(&mut self, session: &str, direction: Direction, setup: bool, bytes: &[u8]) {
+        crate::report::trace::message(session, direction, setup, bytes);
         self.transcript.entries.push(TranscriptEntry {
             session: session.to_string(),
             direction,

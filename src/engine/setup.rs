@@ -340,6 +340,9 @@ pub async fn open_line(
     sink: &mut LineSink<'_>,
 ) -> Result<LineSession, SetupError> {
     let t = run.target.timeouts;
+    if endpoint.protocol == Protocol::Pop3 {
+        sink.pop3.session_opened(name, &account.login);
+    }
     let stream = crate::net::connect(endpoint, &run.tls, &t).await?;
     let conn = match endpoint.protocol {
         Protocol::Pop3 => LineConnection::pop3(stream, MAX_SERVER_MESSAGE, t.tls),

@@ -18,7 +18,6 @@ use imap_codec::decode::{Decoder, GreetingDecodeError, ResponseDecodeError};
 use imap_codec::{GreetingCodec, ResponseCodec};
 use imap_types::IntoStatic;
 use imap_types::response::{Greeting, Response};
-use imap_types::utils::escape_byte_string;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::net::{NetError, Stream, TlsClient};
@@ -94,8 +93,6 @@ impl ImapConnection {
 
     /// Writes all bytes and flushes.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        // Credentials go through here too: wire bytes are logged only at TRACE, on request.
-        tracing::trace!(wire = %escape_byte_string(bytes), "C:");
         let stream = self.stream()?;
         let written = match stream.write_all(bytes).await {
             Ok(()) => stream.flush().await,
@@ -120,7 +117,6 @@ impl ImapConnection {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(raw) = self.framer.poll()? {
-                tracing::trace!(wire = %escape_byte_string(&raw.bytes), "S:");
                 return Ok(self.decode(raw));
             }
             // Split borrows: the buffer and the stream are separate fields.

@@ -4,7 +4,10 @@
 //! POP3 replies are framed by `mailtape_proto`'s `ReplyFramer`, which must be told the shape
 //! of each reply (single line, multi-line, SASL) from the command that causes it. SMTP replies
 //! frame themselves: lines `ddd-text` continue a reply, `ddd text` ends it (RFC 5321 4.2).
-//! A line that is no reply line at all also ends the reply, so garbage cannot stall framing.
+//! Each SMTP line is cut by our line framer (the checks need every line's bytes and ending as
+//! received) and read by smtp-proto's reply parser, which gives the code and whether the line
+//! ends the reply. A line that is no reply line at all also ends the reply, so garbage cannot
+//! stall framing.
 
 use std::io::ErrorKind;
 use std::time::Duration;
@@ -106,7 +109,6 @@ impl LineConnection {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        tracing::trace!(wire = %String::from_utf8_lossy(bytes), "C:");
         let stream = self.stream.as_mut().ok_or_else(lost)?;
         let written = match stream.write_all(bytes).await {
             Ok(()) => stream.flush().await,
@@ -125,7 +127,6 @@ impl LineConnection {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(r) = self.poll()? {
-                tracing::trace!(wire = %String::from_utf8_lossy(&r.raw), "S:");
                 return Ok(r);
             }
             let stream = self.stream.as_mut().ok_or_else(lost)?;
@@ -275,18 +276,32 @@ fn strip_ending(line: &[u8]) -> &[u8] {
 }
 
 /// The code of an SMTP reply line and whether it ends the reply (RFC 5321 4.2: `ddd-` goes
-/// on, `ddd ` or a bare `ddd` ends it). A line that is not a reply line ends the reply with
-/// code 0.
+/// on, `ddd ` or a bare `ddd` ends it), read by smtp-proto. A line that is not a reply line
+/// ends the reply with code 0. Only the line's head goes to the parser: the code, separator
+/// and enhanced code are in its first octets, and the text (kept whole in the reply's lines)
+/// would only count against the parser's own length limit.
 fn smtp_line(line: &[u8]) -> (u16, bool) {
-    let digits = line.len() >= 3 && line[..3].iter().all(u8::is_ascii_digit);
-    if !digits {
-        return (0, true);
+    let mut head = line[..line.len().min(HEAD)].to_vec();
+    head.extend_from_slice(b"\r\n");
+    let mut receiver = smtp_proto::response::parser::ResponseReceiver::default();
+    match receiver.parse(&mut head.iter()) {
+        Ok(reply) => (reply.code, true),
+        Err(smtp_proto::Error::NeedsMoreData { .. }) => {
+            // A `ddd-` line: the parser waits for the rest; the code is its first digits.
+            match line.get(..3) {
+                Some(d) if d.iter().all(u8::is_ascii_digit) => (
+                    d.iter().fold(0u16, |n, d| n * 10 + u16::from(d - b'0')),
+                    false,
+                ),
+                _ => (0, true),
+            }
+        }
+        Err(_) => (0, true),
     }
-    let code = line[..3]
-        .iter()
-        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
-    (code, line.get(3) != Some(&b'-'))
 }
+
+/// Octets of an SMTP reply line given to the parser: code, separator, enhanced code and more.
+const HEAD: usize = 32;
 
 #[cfg(test)]
 mod tests {
@@ -299,5 +314,10 @@ mod tests {
         assert_eq!(smtp_line(b"354"), (354, true));
         assert_eq!(smtp_line(b"garbage"), (0, true));
         assert_eq!(smtp_line(b"25"), (0, true));
+        assert_eq!(smtp_line(b"250 2.1.5 Ok"), (250, true));
+        assert_eq!(smtp_line(b"2x0 oops"), (0, true));
+        assert_eq!(smtp_line(b"250_PIPELINING"), (0, true));
+        let long = [b"250-".as_slice(), &[b'x'; 9000]].concat();
+        assert_eq!(smtp_line(&long), (250, false));
     }
 }

@@ -12,6 +12,7 @@ pub mod json;
 pub mod junit;
 pub mod normalize;
 pub mod snapshot;
+pub mod trace;
 
 pub use human::{HumanOptions, HumanReporter};
 pub use normalize::normalize;

@@ -173,6 +173,8 @@ pub enum Item {
     },
     /// `...`: any remaining items.
     Rest,
+    /// `250|554` in a text-protocol pattern: any one of these plain words.
+    Either(Vec<Item>),
 }
 
 impl fmt::Display for Item {
@@ -204,6 +206,10 @@ impl fmt::Display for Item {
                 section,
                 partial,
             } => write!(f, "{head}[{}]{partial}", Joined(section)),
+            Item::Either(alternatives) => {
+                let words: Vec<String> = alternatives.iter().map(Item::to_string).collect();
+                f.write_str(&words.join("|"))
+            }
             Item::Capture { name, ty } => {
                 f.write_str("{")?;
                 f.write_str(name.as_deref().unwrap_or("_"))?;
@@ -729,6 +735,23 @@ impl Pattern {
                         });
                     }
                 }
+            } else if word.contains(&b'|') {
+                let alternatives: Vec<&[u8]> = word.split(|&b| b == b'|').collect();
+                if alternatives
+                    .iter()
+                    .any(|a| a.is_empty() || a.contains(&b'{'))
+                {
+                    return Err(PatternError {
+                        column: start + 1,
+                        message: "alternatives `a|b` are plain words, none empty".to_owned(),
+                    });
+                }
+                Item::Either(
+                    alternatives
+                        .iter()
+                        .map(|a| word_item(&String::from_utf8_lossy(a)))
+                        .collect(),
+                )
             } else {
                 word_item(&String::from_utf8_lossy(word))
             };
@@ -1051,6 +1074,15 @@ impl Matcher<'_> {
         let differ = || Mismatch(format!("expected {w}, got {g}"));
         match (w, g) {
             (Item::Rest, _) => Ok(()),
+            (Item::Either(alternatives), _) => {
+                match alternatives
+                    .iter()
+                    .any(|a| self.item_in(a, g, shape).is_ok())
+                {
+                    true => Ok(()),
+                    false => Err(differ()),
+                }
+            }
             (Item::Capture { name, ty }, _) => {
                 if let Some(ty) = ty {
                     let ok = matches!(
@@ -1236,7 +1268,7 @@ fn item_type_name(g: &Item) -> &'static str {
         Item::Nil => "nil",
         Item::List(_) => "list",
         Item::Code(_) => "section",
-        Item::Capture { .. } | Item::Rest => "pattern",
+        Item::Capture { .. } | Item::Rest | Item::Either(_) => "pattern",
     }
 }
 
@@ -1309,9 +1341,11 @@ fn to_value(g: &Item) -> Value {
         Item::Nil => Value::Nil,
         Item::List(items) => Value::List(items.iter().map(to_value).collect()),
         // Sections have no Value form; their text is what a later command would send.
-        Item::Code(_) | Item::Sectioned { .. } | Item::Capture { .. } | Item::Rest => {
-            Value::Atom(g.to_string())
-        }
+        Item::Code(_)
+        | Item::Sectioned { .. }
+        | Item::Capture { .. }
+        | Item::Rest
+        | Item::Either(_) => Value::Atom(g.to_string()),
     }
 }
 
@@ -1766,6 +1800,20 @@ mod tests {
         assert_eq!(e.column, 9);
         let e = Pattern::parse_words(b"250 {a:zzz}").unwrap_err();
         assert_eq!(e.column, 5);
+    }
+
+    #[test]
+    fn text_protocol_alternatives() {
+        let p = Pattern::parse_words(b"250|554 ...").unwrap();
+        let none = Bindings::default();
+        assert!(p.matches(b"250 2.1.5 Ok\r\n", &none).is_ok());
+        assert!(p.matches(b"554 5.7.1 denied\r\n", &none).is_ok());
+        let e = p.matches(b"550 5.1.1 no\r\n", &none).unwrap_err();
+        assert_eq!(e.0, "item 1: expected 250|554, got 550");
+        let p = Pattern::parse_words(b"+OK|-ERR").unwrap();
+        assert!(p.matches(b"-err\r\n", &none).is_ok());
+        assert_eq!(Pattern::parse_words(b"250 |554").unwrap_err().column, 5);
+        assert_eq!(Pattern::parse_words(b"250|{x}").unwrap_err().column, 1);
     }
 
     /// Arbitrary input never panics the lexer or the matcher (a cheap, deterministic fuzz).

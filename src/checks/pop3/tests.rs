@@ -585,3 +585,158 @@ mod live {
         running.shutdown().await;
     }
 }
+
+/// Runs several sessions of one checks instance in turn (each a script as for [`run`], as
+/// `(session, account, script)`: the session is opened for the account and logs in with
+/// `USER account`), and returns the rules broken by each.
+fn sessions(list: &[(&str, &str, &[&str])]) -> Vec<BTreeSet<&'static str>> {
+    let list: Vec<(&str, &str, &str, &[&str])> =
+        list.iter().map(|&(n, a, s)| (n, a, a, s)).collect();
+    sessions_as(&list)
+}
+
+/// Like [`sessions`], with `(session, opened for, USER login, script)`.
+fn sessions_as(list: &[(&str, &str, &str, &[&str])]) -> Vec<BTreeSet<&'static str>> {
+    let mut c = Pop3Checks::new(SharedModel::default());
+    let mut all = Vec::new();
+    for (name, account, login, script) in list {
+        c.session_opened(name, account);
+        let mut got = Vec::new();
+        let user = format!("C: USER {login}");
+        let login_lines = ["S: +OK ready", &user, "S: +OK", "C: PASS pw", "S: +OK"];
+        for step in login_lines.iter().chain(script.iter()) {
+            if let Some(line) = step.strip_prefix("C: ") {
+                got.extend(c.client_line(name, format!("{line}\r\n").as_bytes()));
+            } else if let Some(r) = step.strip_prefix("S: ") {
+                let raw: String = r.split('|').map(|l| format!("{l}\r\n")).collect();
+                got.extend(c.server_reply(name, &reply(&raw)));
+            }
+        }
+        got.extend(c.session_closed(name));
+        all.push(got.iter().map(|v| v.rule).collect());
+    }
+    all
+}
+
+const WHOLE_AB: [&str; 4] = [
+    "C: LIST",
+    "S: +OK|1 20|2 18|.",
+    "C: UIDL",
+    "S: +OK|1 a1|2 b2|.",
+];
+
+#[test]
+fn a_unique_id_that_changes_in_the_next_session_is_caught() {
+    let later: [&str; 4] = [
+        "C: LIST",
+        "S: +OK|1 20|2 18|.",
+        "C: UIDL",
+        "S: +OK|1 a1|2 zz|.",
+    ];
+    let got = sessions(&[("p", "alice", &WHOLE_AB), ("q", "alice", &later)]);
+    assert_eq!(got[0], BTreeSet::new());
+    assert_eq!(got[1], only("pop3.uidl.stable"));
+}
+
+#[test]
+fn unique_ids_kept_across_sessions_are_silent() {
+    // New mail after the first session: its messages open the second listing.
+    let later: [&str; 4] = [
+        "C: UIDL",
+        "S: +OK|1 a1|2 b2|3 c3|.",
+        "C: LIST",
+        "S: +OK|1 20|2 18|3 7|.",
+    ];
+    let got = sessions(&[("p", "alice", &WHOLE_AB), ("q", "alice", &later)]);
+    assert!(got.iter().all(BTreeSet::is_empty), "{got:?}");
+}
+
+#[test]
+fn deletions_committed_at_quit_renumber_without_a_finding() {
+    let first: Vec<&str> = WHOLE_AB
+        .iter()
+        .copied()
+        .chain(["C: DELE 1", "S: +OK", "C: QUIT", "S: +OK bye"])
+        .collect();
+    let later: [&str; 4] = ["C: LIST", "S: +OK|1 18|.", "C: UIDL", "S: +OK|1 b2|."];
+    let got = sessions(&[("p", "alice", &first), ("q", "alice", &later)]);
+    assert!(got.iter().all(BTreeSet::is_empty), "{got:?}");
+    // Without QUIT nothing was committed: the same listing must come back, ids and all.
+    let first: Vec<&str> = WHOLE_AB
+        .iter()
+        .copied()
+        .chain(["C: DELE 1", "S: +OK"])
+        .collect();
+    let later: [&str; 4] = [
+        "C: LIST",
+        "S: +OK|1 20|2 18|.",
+        "C: UIDL",
+        "S: +OK|1 new|2 b2|.",
+    ];
+    let got = sessions(&[("p", "alice", &first), ("q", "alice", &later)]);
+    assert_eq!(got[1], only("pop3.uidl.stable"));
+}
+
+#[test]
+fn other_accounts_moved_messages_and_partial_views_prove_nothing() {
+    let renamed: [&str; 4] = [
+        "C: LIST",
+        "S: +OK|1 20|2 18|.",
+        "C: UIDL",
+        "S: +OK|1 x|2 y|.",
+    ];
+    // Another account's maildrop.
+    let got = sessions(&[("p", "alice", &WHOLE_AB), ("q", "bob", &renamed)]);
+    assert!(got.iter().all(BTreeSet::is_empty), "{got:?}");
+    // Sizes that do not open the new listing: not provably the same messages.
+    let other: [&str; 4] = [
+        "C: LIST",
+        "S: +OK|1 18|2 20|.",
+        "C: UIDL",
+        "S: +OK|1 x|2 y|.",
+    ];
+    let got = sessions(&[("p", "alice", &WHOLE_AB), ("q", "alice", &other)]);
+    assert!(got.iter().all(BTreeSet::is_empty), "{got:?}");
+    // Equal sizes, but the ids moved rather than changed (an expunge and a delivery).
+    let shifted: [&str; 4] = [
+        "C: LIST",
+        "S: +OK|1 20|2 20|.",
+        "C: UIDL",
+        "S: +OK|1 b2|2 c3|.",
+    ];
+    let same_size: [&str; 4] = [
+        "C: LIST",
+        "S: +OK|1 20|2 20|.",
+        "C: UIDL",
+        "S: +OK|1 a1|2 b2|.",
+    ];
+    let got = sessions(&[("p", "alice", &same_size), ("q", "alice", &shifted)]);
+    assert!(got.iter().all(BTreeSet::is_empty), "{got:?}");
+    // A listing taken after a DELE is not the whole maildrop.
+    let after_dele: [&str; 6] = [
+        "C: DELE 1",
+        "S: +OK",
+        "C: LIST",
+        "S: +OK|2 18|.",
+        "C: UIDL",
+        "S: +OK|2 zz|.",
+    ];
+    let got = sessions(&[("p", "alice", &WHOLE_AB), ("q", "alice", &after_dele)]);
+    assert!(got.iter().all(BTreeSet::is_empty), "{got:?}");
+}
+
+#[test]
+fn the_login_sent_with_user_names_the_maildrop() {
+    // Session q was opened for bob but logs in as alice (LOGIN sends USER alice).
+    let later: [&str; 4] = [
+        "C: LIST",
+        "S: +OK|1 20|2 18|.",
+        "C: UIDL",
+        "S: +OK|1 a1|2 zz|.",
+    ];
+    let got = sessions_as(&[
+        ("p", "alice", "alice", &WHOLE_AB),
+        ("q", "bob", "alice", &later),
+    ]);
+    assert_eq!(got[1], only("pop3.uidl.stable"));
+}

@@ -6,9 +6,10 @@
 use tokio::time::Instant;
 
 use crate::net::NetError;
+use crate::proto::line::ReplyKind;
 use crate::report::Problem;
 use crate::script::{ClientMessage, ExpectLine, InitialState, Loc, Protocol};
-use crate::target::Endpoint;
+use crate::target::{Endpoint, Security};
 
 use super::super::expect::{check_step, lossy};
 use super::super::line_session::LineSession;
@@ -54,6 +55,25 @@ impl ScenarioRun<'_> {
         .await?;
         s.settle(&mut line_sink!(self, None), true, wait).await?;
         s.pending.clear();
+        // On a STARTTLS endpoint the scenario's sessions talk after the upgrade, and servers
+        // announce differently there (AUTH often only over TLS, RFC 4954 4; RFC 2595 4).
+        if endpoint.security == Security::StartTls {
+            let upgrade: &[&str] = match protocol {
+                Protocol::Pop3 => &["STLS"],
+                _ => &["EHLO mailtape.example.test", "STARTTLS"],
+            };
+            for command in upgrade {
+                let r = s
+                    .command(&mut line_sink!(self, None), command, wait)
+                    .await?;
+                if r.kind != ReplyKind::Positive {
+                    return Err(SetupError::Refused(format!(
+                        "{command} failed: {}",
+                        lossy(&r.raw)
+                    )));
+                }
+            }
+        }
         let probe = if protocol == Protocol::Pop3 {
             "CAPA"
         } else {
