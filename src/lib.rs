@@ -19,6 +19,7 @@ pub mod engine;
 pub mod exit;
 pub mod net;
 pub mod proto;
+pub mod record;
 pub mod report;
 pub mod script;
 pub mod target;

@@ -19,7 +19,7 @@ mod persist;
 mod pop3;
 pub mod smtp;
 mod store;
-mod tls;
+pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;

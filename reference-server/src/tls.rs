@@ -21,12 +21,12 @@ pub enum TlsSource {
 }
 
 /// The ready TLS configuration plus the leaf certificate clients should trust.
-pub(crate) struct TlsSetup {
+pub struct TlsSetup {
     pub config: Arc<ServerConfig>,
     pub certificate: CertificateDer<'static>,
 }
 
-pub(crate) fn build(source: &TlsSource) -> Result<TlsSetup, ServerError> {
+pub fn build(source: &TlsSource) -> Result<TlsSetup, ServerError> {
     let (chain, key) = match source {
         TlsSource::Generate => {
             let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];

@@ -1,6 +1,7 @@
 //! Command-line interface: clap definitions here, one file per subcommand. No protocol logic.
 
 mod compare;
+mod record;
 mod run;
 mod serve;
 
@@ -44,6 +45,8 @@ pub enum Command {
     /// Run the same scenarios against several servers and compare them in a grid.
     #[command(after_help = COMPARE_EXIT_CODES)]
     Compare(CompareArgs),
+    /// Record client sessions through a proxy into a scenario file (docs/recording.md).
+    Record(RecordArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -203,6 +206,59 @@ pub struct ServeArgs {
     pub accounts: Option<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Address clients connect to, e.g. 127.0.0.1:1143.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: std::net::SocketAddr,
+    /// The server to record: imap://, imaps://, imap+starttls://, pop3..., smtp... (no
+    /// credentials needed). For imaps/pop3s/smtps the proxy speaks TLS to clients too.
+    #[arg(long, value_name = "URL")]
+    pub upstream: String,
+    /// The scenario file to write (rewritten whenever a connection ends).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: PathBuf,
+    /// One file per connection: FILE's stem plus -1, -2, ... before .ron.
+    #[arg(long)]
+    pub per_connection: bool,
+    /// Write credentials as sent instead of {user}, {password}, {auth_plain}, ...
+    #[arg(long)]
+    pub keep_secrets: bool,
+    /// Write IMAP UIDVALIDITY values as captures ({uidvalidity}), so that `mailtape run`
+    /// of the file matches a server with other values. Off by default: the file holds
+    /// what the server said.
+    #[arg(long)]
+    pub capture_uidvalidity: bool,
+    /// Stop after this many connections have ended.
+    #[arg(long, value_name = "N")]
+    pub connections: Option<usize>,
+    /// PEM certificate chain shown to clients (default: generated at start).
+    #[arg(long, value_name = "PEM", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key for --cert.
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// Write the certificate clients must trust (PEM) to this file.
+    #[arg(long, value_name = "PEM")]
+    pub cert_out: Option<PathBuf>,
+    /// Trust the CA certificates in this PEM file for the upstream.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Do not verify the upstream's certificate (prints a warning).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Seconds to wait for a TCP connection to the upstream.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Seconds to wait for a TLS handshake (either side).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub tls_timeout: f64,
+    /// Seconds the upstream may leave a waiting client without a byte before the client is
+    /// disconnected.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    pub read_timeout: f64,
+}
+
 /// Errors that end a command before any scenario verdict: exit status 2.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -237,6 +293,7 @@ pub fn main() -> u8 {
             Command::Run(args) => run::run(args).await,
             Command::Serve(args) => serve::serve(args).await.map(|()| exit::SUCCESS),
             Command::Compare(args) => compare::compare(args).await,
+            Command::Record(args) => record::record(args).await,
         }
     });
     match result {

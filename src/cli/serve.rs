@@ -65,7 +65,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
 }
 
 /// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM; returns which one came.
-async fn stop_signal() -> Result<&'static str, CliError> {
+pub(super) async fn stop_signal() -> Result<&'static str, CliError> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

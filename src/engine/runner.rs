@@ -398,6 +398,13 @@ impl<'a> ScenarioRun<'a> {
                 "auth_plain".to_string(),
                 Value::Atom(base64::engine::general_purpose::STANDARD.encode(plain)),
             );
+            // SMTP AUTH LOGIN (draft-murchison-sasl-login) sends login and password base64'd.
+            for (var, value) in [("user_b64", &a.login), ("password_b64", &a.password)] {
+                vars.0.insert(
+                    var.to_string(),
+                    Value::Atom(base64::engine::general_purpose::STANDARD.encode(value)),
+                );
+            }
             vars.0.insert(
                 "password".to_string(),
                 Value::String(a.password.into_bytes()),
@@ -453,7 +460,10 @@ impl<'a> ScenarioRun<'a> {
     /// captures and are bound again for each session.
     fn keep_captures(&mut self, merged: Bindings) {
         for (k, v) in merged.0 {
-            if !matches!(k.as_str(), "user" | "password" | "auth_plain") {
+            if !matches!(
+                k.as_str(),
+                "user" | "password" | "auth_plain" | "user_b64" | "password_b64"
+            ) {
                 self.vars.0.insert(k, v);
             }
         }

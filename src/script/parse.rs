@@ -26,7 +26,14 @@ pub struct ScriptError {
 }
 
 /// Variables every scenario has besides its mailbox variables.
-pub const PREDEFINED_VARS: [&str; 4] = ["user", "password", "sep", "auth_plain"];
+pub const PREDEFINED_VARS: [&str; 6] = [
+    "user",
+    "password",
+    "sep",
+    "auth_plain",
+    "user_b64",
+    "password_b64",
+];
 
 /// Reads and parses a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScriptError> {
@@ -958,7 +965,7 @@ impl<'s, 'a> ScriptParser<'s, 'a> {
                     line,
                     col + at,
                     format!(
-                        "unknown variable `{{{var}}}`: not a mailbox variable, not one of user, password, sep, auth_plain, and not captured by an earlier S line"
+                        "unknown variable `{{{var}}}`: not a mailbox variable, not one of user, password, sep, auth_plain, user_b64, password_b64, and not captured by an earlier S line"
                     ),
                 ));
             }
