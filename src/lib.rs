@@ -10,10 +10,12 @@
 //! - [`checks`]: always-on, pure protocol checks; each violation cites its rule and RFC section.
 //! - [`replay`]: replaying a recording against a server and comparing; shrinking a failing one.
 //! - [`report`]: outcomes, snapshots, human / JSON / JUnit output; never decides pass or fail.
+//! - [`compare`]: `mailtape compare`: several servers, one grid, diffs, HTML/Markdown reports.
 //! - [`exit`]: the exit-code table.
 
 pub mod checks;
 pub mod cli;
+pub mod compare;
 pub mod engine;
 pub mod exit;
 pub mod net;

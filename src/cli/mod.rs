@@ -1,5 +1,6 @@
 //! Command-line interface: clap definitions here, one file per subcommand. No protocol logic.
 
+mod compare;
 mod record;
 mod replay;
 mod run;
@@ -43,6 +44,9 @@ pub enum Command {
     Run(RunArgs),
     /// Run the bundled reference server until Ctrl-C or SIGTERM.
     Serve(ServeArgs),
+    /// Run the same scenarios against several servers and compare them in a grid.
+    #[command(after_help = COMPARE_EXIT_CODES)]
+    Compare(CompareArgs),
     /// Record client sessions through a proxy into a scenario file (docs/recording.md).
     Record(RecordArgs),
     /// Replay a recording against a server and compare its answers with the recorded ones.
@@ -128,6 +132,48 @@ pub struct RunArgs {
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub poll_timeout: f64,
     /// Print only failures and the summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+const COMPARE_EXIT_CODES: &str = "\
+Example:
+  mailtape compare scenarios/imap --target ref=reference \\
+      --target dovecot=imap://alice:alicepw@127.0.0.1:10143 --report compat.html
+
+Exit status:
+  0  every server passed every scenario (expected failures and skips included)
+  1  a server failed a scenario, or an expected failure passed
+  2  usage or configuration error (fewer than two servers, bad flags, no scenarios)";
+
+/// `mailtape compare` (docs/compare.md).
+#[derive(Debug, Args)]
+#[command(mut_arg("targets", |a| a.value_name("NAME=URL").help(
+    "A server to compare, `NAME=URL` (repeatable). URLs with the same NAME are one server's \
+     endpoints (imap, pop3, smtp); NAME=reference starts a bundled reference server.")))]
+pub struct CompareArgs {
+    /// Scenario files or directories (searched recursively for *.ron).
+    #[arg(default_value = "scenarios")]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Scenarios run at once on each server.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub jobs: usize,
+    /// Fail on SHOULD-level violations too (they are warnings otherwise).
+    #[arg(long)]
+    pub strict: bool,
+    /// Expected failures kept outside the scenarios, as for `run` (docs/known-failures.md);
+    /// their TARGET is matched against each server's name.
+    #[arg(long, value_name = "FILE")]
+    pub known_failures: Option<PathBuf>,
+    /// Seconds a polling step (`S~:` lines, e.g. waiting for a delivery) keeps trying.
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub poll_timeout: f64,
+    /// Write a report: FILE.html (one self-contained page) or FILE.md (Markdown); repeatable.
+    #[arg(long = "report", value_name = "FILE")]
+    pub reports: Vec<PathBuf>,
+    /// Print only the summary line.
     #[arg(long, short = 'q')]
     pub quiet: bool,
 }
@@ -287,6 +333,7 @@ pub fn main() -> u8 {
         match cli.command {
             Command::Run(args) => run::run(args).await,
             Command::Serve(args) => serve::serve(args).await.map(|()| exit::SUCCESS),
+            Command::Compare(args) => compare::compare(args).await,
             Command::Replay(args) => replay::replay(args).await,
             Command::Shrink(args) => shrink::shrink(args).await,
             Command::Record(args) => record::record(args).await,

@@ -70,14 +70,18 @@ pub(super) fn timeouts(args: &TargetArgs) -> Result<Timeouts, CliError> {
     })
 }
 
-/// The targets named on the command line, or none (meaning: the bundled server).
-pub(super) fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
-    let timeouts = timeouts(args)?;
-    let tls = TlsOptions {
+/// The TLS options given on the command line.
+pub(super) fn cli_tls(args: &TargetArgs) -> TlsOptions {
+    TlsOptions {
         ca_file: args.ca_file.clone(),
         extra_roots: Vec::new(),
         insecure: args.insecure,
-    };
+    }
+}
+
+/// The targets of `--targets FILE`, with the command line's TLS options added to each.
+pub(super) fn file_targets(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
+    let tls = cli_tls(args);
     let mut targets = Vec::new();
     if let Some(file) = &args.targets_file {
         for mut t in crate::target::load_targets_file(file)? {
@@ -89,6 +93,28 @@ pub(super) fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliErr
             targets.push(t);
         }
     }
+    Ok(targets)
+}
+
+/// Adds the `--account` accounts and warns when certificates go unchecked.
+pub(super) fn finish_target(t: &mut Target, args: &TargetArgs) -> Result<(), CliError> {
+    for spec in &args.accounts {
+        t.add_account(crate::target::parse_account(spec)?);
+    }
+    if t.tls.insecure {
+        eprintln!(
+            "warning: certificate verification is off for target {} (--insecure)",
+            t.name
+        );
+    }
+    Ok(())
+}
+
+/// The targets named on the command line, or none (meaning: the bundled server).
+pub(super) fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliError> {
+    let timeouts = timeouts(args)?;
+    let tls = cli_tls(args);
+    let mut targets = file_targets(args)?;
     if !args.targets.is_empty() {
         // Several --target flags are the endpoints (one per protocol) of one server.
         let mut combined: Option<Target> = None;
@@ -96,14 +122,7 @@ pub(super) fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliErr
             let parsed = crate::target::parse_target(spec)?;
             match &mut combined {
                 None => combined = Some(parsed),
-                Some(t) => {
-                    t.endpoints.extend(parsed.endpoints);
-                    for a in parsed.accounts {
-                        if t.account(Some(&a.name)).is_none() {
-                            t.add_account(a);
-                        }
-                    }
-                }
+                Some(t) => merge_endpoints(t, parsed),
             }
         }
         if let Some(mut t) = combined {
@@ -113,17 +132,19 @@ pub(super) fn targets_from_args(args: &TargetArgs) -> Result<Vec<Target>, CliErr
         }
     }
     for t in &mut targets {
-        for spec in &args.accounts {
-            t.add_account(crate::target::parse_account(spec)?);
-        }
-        if t.tls.insecure {
-            eprintln!(
-                "warning: certificate verification is off for target {} (--insecure)",
-                t.name
-            );
-        }
+        finish_target(t, args)?;
     }
     Ok(targets)
+}
+
+/// Another `--target` of the same server: its endpoint and account join the first one's.
+pub(super) fn merge_endpoints(t: &mut Target, parsed: Target) {
+    t.endpoints.extend(parsed.endpoints);
+    for a in parsed.accounts {
+        if t.account(Some(&a.name)).is_none() {
+            t.add_account(a);
+        }
+    }
 }
 
 /// Start the bundled reference server in-process and describe it as a target.
@@ -175,7 +196,7 @@ pub async fn reference_target(
 }
 
 /// A scenario file that could not be loaded still gets a line in every report.
-fn load_error(path: &Path, target: &str, message: String) -> ScenarioOutcome {
+pub(super) fn load_error(path: &Path, target: &str, message: String) -> ScenarioOutcome {
     ScenarioOutcome {
         id: path.display().to_string(),
         title: "malformed scenario".to_string(),

@@ -117,6 +117,11 @@ impl TargetRun {
             })
     }
 
+    /// The server's mailbox naming, once a scenario has discovered it.
+    pub fn naming(&self) -> Option<&Naming> {
+        self.naming.get()
+    }
+
     /// A mailbox name no other scenario of any run uses.
     fn fresh_name(&self, naming: &Naming) -> String {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);

@@ -55,6 +55,8 @@ pub struct Context {
     pop3_queue: VecDeque<(String, bool)>,
     /// POP3: the verb whose multi-line reply is being read.
     pop3_body: Option<String>,
+    /// SMTP: the last line was `ddd-...`, so the reply goes on.
+    smtp_open: bool,
 }
 
 impl Context {
@@ -64,6 +66,17 @@ impl Context {
             uid_search: BTreeSet::new(),
             pop3_queue: VecDeque::from([(String::new(), false)]),
             pop3_body: None,
+            smtp_open: false,
+        }
+    }
+
+    /// Whether the next server line starts a new reply (every IMAP message does; a POP3
+    /// multi-line body and SMTP `ddd-` lines continue one).
+    pub fn starts_reply(&self) -> bool {
+        match self.protocol {
+            Protocol::Imap => true,
+            Protocol::Pop3 => self.pop3_body.is_none(),
+            Protocol::Smtp => !self.smtp_open,
         }
     }
 
@@ -115,7 +128,12 @@ impl Context {
                 found
             }
             Protocol::Pop3 => self.pop3_line(bytes),
-            Protocol::Smtp => Vec::new(),
+            Protocol::Smtp => {
+                self.smtp_open = bytes.len() >= 4
+                    && bytes[..3].iter().all(u8::is_ascii_digit)
+                    && bytes[3] == b'-';
+                Vec::new()
+            }
         }
     }
 

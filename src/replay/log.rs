@@ -91,8 +91,9 @@ impl ReplayLog {
         });
     }
 
-    /// One step: the recorded server lines and what the server sent for them now. The
-    /// values found in both are paired.
+    /// One step: the recorded server lines and what the server sent for them now (IMAP:
+    /// messages; POP3/SMTP: reply lines). The values found in both are paired, line by line;
+    /// POP3/SMTP lines are then kept as whole replies, as the text normalizer reads them.
     pub fn step(
         &mut self,
         name: &str,
@@ -105,35 +106,72 @@ impl ReplayLog {
             .sessions
             .entry(name.to_string())
             .or_insert_with(|| SessionLog::new(protocol));
-        let first_recorded = s.recorded.len();
-        for (bytes, loc) in recorded {
-            let found = s.recorded_ctx.server(&bytes);
-            s.recorded.push(Entry {
-                direction: Direction::Server,
-                bytes,
-                found,
-                loc: Some(loc),
-            });
+        let rec: Vec<Line> = recorded
+            .into_iter()
+            .map(|(bytes, loc)| Line::read(&mut s.recorded_ctx, bytes, loc))
+            .collect();
+        let live: Vec<Line> = live
+            .into_iter()
+            .map(|bytes| Line::read(&mut s.live_ctx, bytes, step_loc.clone()))
+            .collect();
+        self.captures.learn_step(&view(&rec), &view(&live));
+        for l in rec {
+            push_server(&mut s.recorded, l);
         }
-        let first_live = s.live.len();
-        for bytes in live {
-            let found = s.live_ctx.server(&bytes);
-            s.live.push(Entry {
-                direction: Direction::Server,
-                bytes,
-                found,
-                loc: Some(step_loc.clone()),
-            });
+        for l in live {
+            push_server(&mut s.live, l);
         }
-        let r = view(&s.recorded[first_recorded..]);
-        let l = view(&s.live[first_live..]);
-        self.captures.learn_step(&r, &l);
     }
 }
 
-fn view(entries: &[Entry]) -> Vec<(&[u8], &[Found])> {
-    entries
+/// One server message or reply line as read, with whether it starts a reply.
+struct Line {
+    bytes: Vec<u8>,
+    found: Vec<Found>,
+    loc: Loc,
+    starts: bool,
+}
+
+impl Line {
+    fn read(ctx: &mut Context, bytes: Vec<u8>, loc: Loc) -> Line {
+        let starts = ctx.starts_reply();
+        let found = ctx.server(&bytes);
+        Line {
+            bytes,
+            found,
+            loc,
+            starts,
+        }
+    }
+}
+
+/// Appends a server line: a new entry when it starts a reply, else to the last one.
+fn push_server(entries: &mut Vec<Entry>, line: Line) {
+    if !line.starts
+        && let Some(last) = entries
+            .last_mut()
+            .filter(|e| e.direction == Direction::Server)
+    {
+        let offset = last.bytes.len() + 2;
+        last.bytes.extend_from_slice(b"\r\n");
+        last.bytes.extend_from_slice(&line.bytes);
+        last.found.extend(line.found.into_iter().map(|f| Found {
+            range: f.range.start + offset..f.range.end + offset,
+            kind: f.kind,
+        }));
+        return;
+    }
+    entries.push(Entry {
+        direction: Direction::Server,
+        bytes: line.bytes,
+        found: line.found,
+        loc: Some(line.loc),
+    });
+}
+
+fn view(lines: &[Line]) -> Vec<(&[u8], &[Found])> {
+    lines
         .iter()
-        .map(|e| (e.bytes.as_slice(), e.found.as_slice()))
+        .map(|l| (l.bytes.as_slice(), l.found.as_slice()))
         .collect()
 }

@@ -20,8 +20,8 @@ use similar::{DiffOp, TextDiff};
 
 use crate::checks::{Level, Violation};
 use crate::engine::{ReplayRaw, TargetRun};
-use crate::report::normalize::normalize_entries;
-use crate::report::normalize_text::normalize_text;
+use crate::report::normalize::{line_prefix, normalize_entries, substitute};
+use crate::report::normalize_text::TextSession;
 use crate::report::snapshot::unified_diff;
 use crate::report::{Problem, Transcript, TranscriptEntry};
 use crate::script::{Loc, Protocol, Scenario, Step};
@@ -194,7 +194,27 @@ fn side(
             subs,
             true,
         ),
-        p => normalize_text(p, &transcript, subs),
+        p => {
+            // One reply per entry; its lines after the first are indented under it.
+            let mut session = TextSession::new(p);
+            transcript
+                .iter()
+                .map(|e| {
+                    let prefix = line_prefix(&e.session, e.direction, e.setup);
+                    let mut chunk = String::new();
+                    for (i, line) in session.message(e.direction, &e.bytes).iter().enumerate() {
+                        let line = substitute(line, subs);
+                        let text = match i {
+                            0 => format!("{prefix} {line}"),
+                            _ => format!("    | {line}"),
+                        };
+                        chunk.push_str(text.trim_end());
+                        chunk.push('\n');
+                    }
+                    chunk
+                })
+                .collect()
+        }
     };
     let mut text = String::new();
     let mut locs = Vec::new();

@@ -73,8 +73,9 @@ pub fn normalize_entries(
     all
 }
 
-/// `text` with the caller's `(value, placeholder)` pairs applied as [`normalize`] does.
-pub(crate) fn substitute(text: &str, substitutions: &[(String, String)]) -> String {
+/// Applies `(value, placeholder)` pairs to one piece of text the way [`normalize`] does
+/// (longest value first, one pass), for callers that render other protocols' text.
+pub fn substitute(text: &str, substitutions: &[(String, String)]) -> String {
     Substitutions::new(substitutions).apply(text)
 }
 

@@ -1,334 +1,472 @@
-//! POP3 and SMTP transcripts as stable text, line by line: what [`super::normalize`] does for
-//! IMAP, for the line protocols.
+//! Stable text for POP3 and SMTP messages, so that two servers' transcripts can be compared
+//! (`compare`: two servers; `replay`: a recording and a server).
 //!
-//! Kept: SMTP reply codes and enhanced status codes (RFC 3463), the keyword lines of an EHLO
-//! reply, POP3 `+OK`/`-ERR` with a `[RESP-CODE]` (RFC 2449 8), the numbers of STAT, LIST n and
-//! UIDL n replies, every line of a multi-line POP3 reply, client commands and message content.
-//! Dropped: the human-readable text after a code or status (RFC 5321 4.2, RFC 1939 3) - it
-//! names hosts, queue ids and products. Replaced: passwords and SASL data, and the Date,
-//! Message-ID and Received headers of message content (they differ per delivery).
+//! The IMAP normalizer (`report::normalize`) lexes IMAP; POP3 and SMTP lines need their own
+//! rules. What is kept: status indicators (`+OK`, `-ERR`, reply codes), POP3 response codes
+//! (`[IN-USE]`), SMTP enhanced status codes, EHLO keywords, the data of STAT/LIST/UIDL
+//! replies and of multi-line listings and messages. What goes: the human-readable text after
+//! a status (it differs from product to product and says nothing about behaviour),
+//! credentials, SASL challenges, unique-ids (each server makes its own), and message headers
+//! whose values vary (Date, Message-ID) or that an MTA adds on its way (Received, ...).
 
-use std::collections::VecDeque;
-
-use super::normalize::{DATE, MESSAGE_ID, PASSWORD, escape_lossy, line_prefix, substitute};
-use super::{Direction, TranscriptEntry};
+use crate::report::Direction;
+use crate::report::normalize::{DATE, MESSAGE_ID, PASSWORD, escape_lossy};
 use crate::script::Protocol;
 
-/// Replaces a Received header's value.
-pub const RECEIVED: &str = "<received>";
+/// Replaces a POP3 unique-id (UIDL): every server makes up its own.
+pub const UIDL: &str = "<uidl>";
+/// Replaces the value of a trace header an MTA adds (Received, Return-Path, Delivered-To).
+pub const TRACE: &str = "<trace>";
+/// Replaces the implementation string in a POP3 CAPA listing.
+pub const IMPLEMENTATION: &str = "<implementation>";
 
-/// What the lines so far say about the next one.
-#[derive(Debug, Default)]
-struct State {
-    /// SMTP: an EHLO/LHLO was sent and its reply has not ended.
-    ehlo: bool,
-    /// SMTP: index of the next line within the current reply.
-    reply_line: usize,
-    /// SMTP: DATA sent, waiting for 354.
-    data_sent: bool,
-    /// SMTP: message content follows (after 354, up to `.`); POP3: a RETR/TOP body.
-    content: bool,
-    /// In the header section of message content.
-    header: bool,
-    /// The header being skipped continues on folded lines.
-    folding: bool,
-    /// The server asked for SASL data (334 / `+ `): the next client line is credentials.
-    sasl: bool,
-    /// POP3: commands waiting for a reply (verb, has an argument); the greeting first.
-    pop3_queue: VecDeque<(String, bool)>,
-    /// POP3: the verb whose multi-line body is being read.
-    pop3_body: Option<String>,
-}
+/// Headers an MTA adds on delivery; their values name hosts, queue ids and times.
+const TRACE_HEADERS: [&str; 4] = ["Received", "Return-Path", "Delivered-To", "X-Original-To"];
 
-/// One text per entry (each entry is one line of a POP3 or SMTP session).
-pub fn normalize_text(
+/// What one POP3 or SMTP session needs to remember between messages.
+#[derive(Debug, Clone)]
+pub struct TextSession {
     protocol: Protocol,
-    entries: &[TranscriptEntry],
-    substitutions: &[(String, String)],
-) -> Vec<String> {
-    let mut state = State {
-        pop3_queue: VecDeque::from([(String::new(), false)]),
-        ..State::default()
-    };
-    entries
-        .iter()
-        .map(|e| {
-            let line = e.bytes.strip_suffix(b"\n").unwrap_or(&e.bytes);
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            let text = escape_lossy(line);
-            let shown = match (protocol, e.direction) {
-                (Protocol::Smtp, Direction::Server) => smtp_server(&text, &mut state),
-                (Protocol::Smtp, Direction::Client) => smtp_client(&text, &mut state),
-                (_, Direction::Server) => pop3_server(&text, &mut state),
-                (_, Direction::Client) => pop3_client(&text, &mut state),
+    /// The verb of the client command the next reply answers (upper case), and whether it
+    /// had an argument.
+    last: Option<(String, bool)>,
+    /// Inside a SASL exchange: client lines are credentials.
+    sasl: bool,
+    /// Inside SMTP DATA content (after 354, until the client's `.` line).
+    data: bool,
+}
+
+impl TextSession {
+    pub fn new(protocol: Protocol) -> TextSession {
+        TextSession {
+            protocol,
+            last: None,
+            sasl: false,
+            data: false,
+        }
+    }
+
+    /// The normalized lines of one message (without the prefix); the first line is the
+    /// message's own, later ones are the rest of a multi-line reply.
+    pub fn message(&mut self, direction: Direction, bytes: &[u8]) -> Vec<String> {
+        let text = String::from_utf8_lossy(bytes);
+        let text = text.strip_suffix("\r\n").unwrap_or(&text);
+        let lines: Vec<&str> = text.split("\r\n").collect();
+        match direction {
+            Direction::Client => vec![self.client_line(text)],
+            Direction::Server => match self.protocol {
+                Protocol::Smtp => self.smtp_reply(&lines),
+                _ => self.pop3_reply(&lines),
+            },
+        }
+    }
+
+    fn client_line(&mut self, line: &str) -> String {
+        if self.data {
+            if line == "." {
+                self.data = false;
+            }
+            return escape_lossy(line.as_bytes());
+        }
+        if self.sasl {
+            // `*` cancels the exchange (RFC 4954 4, RFC 5034 4); anything else is SASL data.
+            return match line {
+                "*" => "*".to_string(),
+                _ => PASSWORD.to_string(),
             };
-            let prefix = line_prefix(&e.session, e.direction, e.setup);
-            let line = format!("{prefix} {}", substitute(&shown, substitutions));
-            format!("{}\n", line.trim_end())
-        })
-        .collect()
-}
-
-/// `d.d.d` with 1-3 digits after each dot (RFC 3463 2).
-fn is_enhanced_code(word: &str) -> bool {
-    let parts: Vec<&str> = word.split('.').collect();
-    parts.len() == 3
-        && parts.iter().enumerate().all(|(i, p)| {
-            let max = if i == 0 { 1 } else { 3 };
-            !p.is_empty() && p.len() <= max && p.bytes().all(|b| b.is_ascii_digit())
-        })
-}
-
-fn smtp_server(text: &str, st: &mut State) -> String {
-    let b = text.as_bytes();
-    let is_reply = b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit);
-    if !is_reply {
-        return text.to_string();
-    }
-    let last = b.get(3) != Some(&b'-');
-    let index = st.reply_line;
-    st.reply_line = if last { 0 } else { index + 1 };
-    let code = &text[..3];
-    let head = &text[..text.len().min(4)];
-    let rest = text.get(4..).unwrap_or_default();
-    let shown = if st.ehlo && index > 0 {
-        // An EHLO keyword line (RFC 5321 4.1.1.1): all of it means something.
-        text.to_string()
-    } else {
-        match rest.split(' ').next() {
-            Some(w) if is_enhanced_code(w) => format!("{head}{w}"),
-            _ => head.to_string(),
         }
-    };
-    if last {
-        st.ehlo = false;
-        st.sasl = code == "334";
-        if code == "354" && st.data_sent {
-            st.content = true;
-            st.header = true;
-        }
-        st.data_sent = false;
-    }
-    shown
-}
-
-fn smtp_client(text: &str, st: &mut State) -> String {
-    if st.content {
-        if text == "." {
-            st.content = false;
-            return text.to_string();
-        }
-        return content_line(text, st);
-    }
-    if std::mem::take(&mut st.sasl) {
-        return if text == "*" {
-            text.into()
-        } else {
-            PASSWORD.into()
+        let mut words = line.splitn(3, ' ');
+        let verb = words.next().unwrap_or("").to_ascii_uppercase();
+        let first = words.next();
+        let rest = words.next();
+        self.last = Some((verb.clone(), first.is_some_and(|w| !w.is_empty())));
+        let shown = match (verb.as_str(), first, rest) {
+            ("PASS", Some(_), _) => format!("{verb} {PASSWORD}"),
+            ("APOP", Some(user), Some(_)) => format!("{verb} {user} {PASSWORD}"),
+            // AUTH mechanism [initial-response]
+            ("AUTH", Some(mech), Some(_)) => format!("{verb} {mech} {PASSWORD}"),
+            _ => line.to_string(),
         };
+        escape_lossy(shown.as_bytes())
     }
-    let mut words = text.splitn(3, ' ');
-    let verb = words.next().unwrap_or_default().to_ascii_uppercase();
-    match verb.as_str() {
-        "EHLO" | "LHLO" => st.ehlo = true,
-        "DATA" => st.data_sent = true,
-        "AUTH" => {
-            let mech = words.next().unwrap_or_default();
-            if words.next().is_some() {
-                return format!("AUTH {mech} {PASSWORD}");
-            }
-        }
-        _ => {}
-    }
-    text.to_string()
-}
 
-/// A line of message content: Date, Message-ID and Received header values vary.
-fn content_line(text: &str, st: &mut State) -> String {
-    if !st.header {
-        return text.to_string();
-    }
-    if text.is_empty() {
-        st.header = false;
-        st.folding = false;
-        return String::new();
-    }
-    if st.folding && (text.starts_with(' ') || text.starts_with("\\t")) {
-        return String::new();
-    }
-    st.folding = false;
-    let Some((name, _)) = text.split_once(':') else {
-        return text.to_string();
-    };
-    let placeholder = match name.to_ascii_lowercase().as_str() {
-        "date" => DATE,
-        "message-id" => MESSAGE_ID,
-        "received" => RECEIVED,
-        _ => return text.to_string(),
-    };
-    st.folding = true;
-    format!("{name}: {placeholder}")
-}
-
-fn pop3_server(text: &str, st: &mut State) -> String {
-    if let Some(verb) = &st.pop3_body {
-        if text == "." {
-            st.pop3_body = None;
-            st.content = false;
-            return text.to_string();
+    fn pop3_reply(&mut self, lines: &[&str]) -> Vec<String> {
+        let first = lines.first().copied().unwrap_or("");
+        let (verb, has_arg) = self.last.clone().unwrap_or_default();
+        let mut out = Vec::with_capacity(lines.len());
+        if first == "+" || first.starts_with("+ ") {
+            // A SASL challenge: its data varies.
+            self.sasl = true;
+            out.push("+".to_string());
+            return out;
         }
-        if matches!(verb.as_str(), "RETR" | "TOP") {
-            // Dot-stuffing is the server's; the line as recorded is unstuffed.
-            return content_line(text, st);
-        }
-        return text.to_string();
-    }
-    let (verb, has_arg) = st.pop3_queue.pop_front().unwrap_or_default();
-    let mut words = text.splitn(2, ' ');
-    let status = words.next().unwrap_or_default();
-    let rest = words.next().unwrap_or_default();
-    match status {
-        "+OK" => {
-            let multi = match verb.as_str() {
-                "LIST" | "UIDL" => !has_arg,
-                "RETR" | "TOP" | "CAPA" => true,
-                _ => false,
-            };
-            if multi {
-                st.pop3_body = Some(verb.clone());
-                st.content = matches!(verb.as_str(), "RETR" | "TOP");
-                st.header = st.content;
-            }
+        self.sasl = false;
+        let (status, text) = first.split_once(' ').unwrap_or((first, ""));
+        let mut line = status.to_string();
+        if status.eq_ignore_ascii_case("+OK") {
             match verb.as_str() {
-                // `+OK nn mm` (RFC 1939 5): the numbers are the answer, not human text.
-                "STAT" => text.to_string(),
-                "LIST" | "UIDL" if has_arg => text.to_string(),
-                _ => with_resp_code(status, rest),
+                // `+OK nn mm`: message count and size, or number and size.
+                "STAT" => push_words(&mut line, text, 2, &[]),
+                "LIST" if has_arg => push_words(&mut line, text, 2, &[]),
+                "UIDL" if has_arg => push_words(&mut line, text, 2, &[1]),
+                _ => push_code(&mut line, text),
             }
-        }
-        "-ERR" => with_resp_code(status, rest),
-        "+" => {
-            st.sasl = true;
-            "+".to_string()
-        }
-        _ => text.to_string(),
-    }
-}
-
-/// A status and its `[RESP-CODE]` if it has one (RFC 2449 8); the rest is human text.
-fn with_resp_code(status: &str, rest: &str) -> String {
-    match rest.strip_prefix('[').and_then(|r| r.split_once(']')) {
-        Some((code, _)) => format!("{status} [{code}]"),
-        None => status.to_string(),
-    }
-}
-
-fn pop3_client(text: &str, st: &mut State) -> String {
-    if std::mem::take(&mut st.sasl) {
-        st.pop3_queue.push_back((String::new(), false));
-        return if text == "*" {
-            text.into()
+        } else if status.eq_ignore_ascii_case("-ERR") {
+            push_code(&mut line, text);
         } else {
-            PASSWORD.into()
-        };
+            // Not a status line: shown whole, so the difference is visible.
+            line = first.to_string();
+        }
+        out.push(escape_lossy(line.as_bytes()));
+        let mut body: Vec<&str> = lines[1.min(lines.len())..].to_vec();
+        if verb == "CAPA" && body.last() == Some(&".") {
+            // Capabilities are a set (RFC 2449 5): sorted, the final `.` kept last.
+            let end = body.len() - 1;
+            body[..end].sort_by_key(|l| l.to_ascii_uppercase());
+        }
+        let message = matches!(verb.as_str(), "RETR" | "TOP");
+        let mut headers = HeaderFilter::new(message);
+        for l in &body {
+            let shown = match verb.as_str() {
+                "UIDL" if *l != "." => {
+                    let mut s = String::new();
+                    push_words(&mut s, l, 2, &[1]);
+                    s.trim_start().to_string()
+                }
+                "CAPA" if l.to_ascii_uppercase().starts_with("IMPLEMENTATION ") => {
+                    format!("IMPLEMENTATION {IMPLEMENTATION}")
+                }
+                _ => match headers.line(l) {
+                    Some(s) => s,
+                    None => continue,
+                },
+            };
+            out.push(escape_lossy(shown.as_bytes()));
+        }
+        out
     }
-    let mut words = text.splitn(3, ' ');
-    let verb = words.next().unwrap_or_default().to_ascii_uppercase();
-    let arg = words.next();
-    st.pop3_queue.push_back((verb.clone(), arg.is_some()));
-    match (verb.as_str(), arg) {
-        ("PASS", Some(_)) => format!("PASS {PASSWORD}"),
-        ("APOP", Some(name)) => format!("APOP {name} {PASSWORD}"),
-        ("AUTH", Some(mech)) if words.next().is_some() => format!("AUTH {mech} {PASSWORD}"),
-        _ => text.to_string(),
+
+    fn smtp_reply(&mut self, lines: &[&str]) -> Vec<String> {
+        let (verb, _) = self.last.clone().unwrap_or_default();
+        let ehlo = verb == "EHLO";
+        let mut out = Vec::with_capacity(lines.len());
+        let mut code = "";
+        let mut keywords = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let (c, sep, text) = split_smtp(l);
+            code = c;
+            let mut line = format!("{c}{sep}");
+            if c.len() != 3 {
+                // Not a reply line at all: shown whole, so the difference is visible.
+                line = l.to_string();
+            } else if ehlo && i > 0 && c.starts_with('2') {
+                // An EHLO keyword and its parameters (RFC 5321 4.1.1.1): their order means
+                // nothing, so they are listed sorted, without the repeated code.
+                keywords.push(escape_lossy(text.trim_end().as_bytes()));
+                continue;
+            } else if c == "334" {
+                // A SASL challenge: base64 data that varies.
+            } else if let Some(enhanced) = enhanced_code(text) {
+                line.push_str(enhanced);
+            }
+            out.push(escape_lossy(line.trim_end().as_bytes()));
+        }
+        keywords.sort_by_key(|k| k.to_ascii_uppercase());
+        out.extend(keywords);
+        match code {
+            "334" => self.sasl = true,
+            "354" => {
+                self.sasl = false;
+                self.data = true;
+            }
+            _ => self.sasl = false,
+        }
+        out
+    }
+}
+
+/// Appends up to `count` words of `text` (space-separated), replacing the ones at the
+/// positions in `uidl` by [`UIDL`].
+fn push_words(line: &mut String, text: &str, count: usize, uidl: &[usize]) {
+    for (i, w) in text
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .take(count)
+        .enumerate()
+    {
+        line.push(' ');
+        line.push_str(if uidl.contains(&i) { UIDL } else { w });
+    }
+}
+
+/// Appends a POP3 response code (`[IN-USE]`, RFC 2449 8) if the text starts with one.
+fn push_code(line: &mut String, text: &str) {
+    if text.starts_with('[')
+        && let Some(end) = text.find(']')
+    {
+        line.push(' ');
+        line.push_str(&text[..=end]);
+    }
+}
+
+/// Code, separator (`-`, ` ` or nothing) and text of one SMTP reply line.
+fn split_smtp(line: &str) -> (&str, &str, &str) {
+    let code_len = line.bytes().take_while(u8::is_ascii_digit).count();
+    let (code, rest) = line.split_at(code_len);
+    match rest.chars().next() {
+        Some(c @ ('-' | ' ')) => (code, &rest[..1], &rest[c.len_utf8()..]),
+        _ => (code, "", rest),
+    }
+}
+
+/// An enhanced status code (`2.1.0`, RFC 3463) at the start of a reply's text.
+fn enhanced_code(text: &str) -> Option<&str> {
+    let word = text.split(' ').next()?;
+    let parts: Vec<&str> = word.split('.').collect();
+    let ok = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+    ok.then_some(word)
+}
+
+/// Message header lines of a RETR/TOP reply: volatile values become placeholders, trace
+/// headers one line each (their folded continuations dropped).
+struct HeaderFilter {
+    in_header: bool,
+    skipping_fold: bool,
+}
+
+impl HeaderFilter {
+    fn new(message: bool) -> HeaderFilter {
+        HeaderFilter {
+            in_header: message,
+            skipping_fold: false,
+        }
+    }
+
+    /// The line to show, or `None` to drop it.
+    fn line(&mut self, l: &str) -> Option<String> {
+        if !self.in_header {
+            return Some(l.to_string());
+        }
+        if l.is_empty() || l == "." {
+            self.in_header = false;
+            return Some(l.to_string());
+        }
+        if l.starts_with(' ') || l.starts_with('\t') {
+            return (!self.skipping_fold).then(|| l.to_string());
+        }
+        self.skipping_fold = false;
+        let Some((name, _)) = l.split_once(':') else {
+            return Some(l.to_string());
+        };
+        let placeholder = if name.eq_ignore_ascii_case("Date") {
+            Some(DATE)
+        } else if name.eq_ignore_ascii_case("Message-ID") {
+            Some(MESSAGE_ID)
+        } else if TRACE_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
+            Some(TRACE)
+        } else {
+            None
+        };
+        match placeholder {
+            Some(p) => {
+                self.skipping_fold = true;
+                Some(format!("{name}: {p}"))
+            }
+            None => Some(l.to_string()),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use Direction::{Client, Server};
 
-    fn run(protocol: Protocol, lines: &[(&str, &str)]) -> String {
-        let entries: Vec<TranscriptEntry> = lines
+    fn run(protocol: Protocol, messages: &[(Direction, &str)]) -> Vec<String> {
+        let mut s = TextSession::new(protocol);
+        messages
             .iter()
-            .map(|(d, t)| TranscriptEntry {
-                session: "1".into(),
-                direction: if *d == "C" {
-                    Direction::Client
-                } else {
-                    Direction::Server
-                },
-                setup: false,
-                bytes: format!("{t}\r\n").into_bytes(),
-            })
-            .collect();
-        normalize_text(
-            protocol,
-            &entries,
-            &[("alice".into(), "{user:alice}".into())],
-        )
-        .concat()
+            .flat_map(|(d, m)| s.message(*d, m.as_bytes()))
+            .collect()
     }
 
     #[test]
-    fn smtp_keeps_codes_and_keywords_and_drops_text() {
-        let out = run(
-            Protocol::Smtp,
-            &[
-                ("S", "220 mx.example.test ESMTP Postfix (Debian)"),
-                ("C", "EHLO client.example"),
-                ("S", "250-mx.example.test Hello client"),
-                ("S", "250-SIZE 10240000"),
-                ("S", "250 ENHANCEDSTATUSCODES"),
-                ("C", "AUTH PLAIN AGFsaWNlAGFsaWNlcHc="),
-                ("S", "235 2.7.0 Authentication successful"),
-                ("C", "MAIL FROM:<alice@example.test>"),
-                ("S", "250 2.1.0 Ok"),
-                ("C", "DATA"),
-                ("S", "354 End data with <CR><LF>.<CR><LF>"),
-                ("C", "Date: Mon, 7 Dec 2026 01:00:00 +0000"),
-                ("C", "Received: from x"),
-                ("C", "\tby y; Mon, 7 Dec 2026"),
-                ("C", "Subject: hi"),
-                ("C", ""),
-                ("C", "Date: in the body"),
-                ("C", "."),
-                ("S", "250 2.0.0 Ok: queued as 4F2A1C0"),
-            ],
-        );
-        assert_eq!(
-            out,
-            "S1: 220\nC1: EHLO client.example\nS1: 250-\nS1: 250-SIZE 10240000\nS1: 250 ENHANCEDSTATUSCODES\n\
-             C1: AUTH PLAIN <password>\nS1: 235 2.7.0\nC1: MAIL FROM:<{user:alice}@example.test>\nS1: 250 2.1.0\n\
-             C1: DATA\nS1: 354\nC1: Date: <date>\nC1: Received: <received>\nC1:\nC1: Subject: hi\nC1:\n\
-             C1: Date: in the body\nC1: .\nS1: 250 2.0.0\n"
-        );
-    }
-
-    #[test]
-    fn pop3_keeps_numbers_that_answer_and_drops_text() {
+    fn pop3_text_goes_data_stays() {
         let out = run(
             Protocol::Pop3,
             &[
-                ("S", "+OK Dovecot ready."),
-                ("C", "USER alice"),
-                ("S", "+OK"),
-                ("C", "PASS secret"),
-                ("S", "-ERR [AUTH] Authentication failed."),
-                ("C", "STAT"),
-                ("S", "+OK 2 320"),
-                ("C", "RETR 1"),
-                ("S", "+OK 120 octets"),
-                ("S", "Message-ID: <a@b>"),
-                ("S", ""),
-                ("S", "body"),
-                ("S", "."),
+                (Server, "+OK Dovecot ready. <1.2@host>\r\n"),
+                (Client, "USER alice\r\n"),
+                (Server, "+OK\r\n"),
+                (Client, "PASS secret\r\n"),
+                (Server, "+OK Logged in.\r\n"),
+                (Client, "STAT\r\n"),
+                (Server, "+OK 2 320\r\n"),
+                (Client, "UIDL 1\r\n"),
+                (Server, "+OK 1 000000017a2b\r\n"),
+                (Client, "UIDL\r\n"),
+                (Server, "+OK listing\r\n1 abc\r\n2 def\r\n.\r\n"),
+                (Client, "DELE 9\r\n"),
+                (Server, "-ERR [SYS/PERM] There's no message 9.\r\n"),
             ],
         );
         assert_eq!(
             out,
-            "S1: +OK\nC1: USER {user:alice}\nS1: +OK\nC1: PASS <password>\nS1: -ERR [AUTH]\nC1: STAT\n\
-             S1: +OK 2 320\nC1: RETR 1\nS1: +OK\nS1: Message-ID: <message-id>\nS1:\nS1: body\nS1: .\n"
+            [
+                "+OK",
+                "USER alice",
+                "+OK",
+                "PASS <password>",
+                "+OK",
+                "STAT",
+                "+OK 2 320",
+                "UIDL 1",
+                "+OK 1 <uidl>",
+                "UIDL",
+                "+OK",
+                "1 <uidl>",
+                "2 <uidl>",
+                ".",
+                "DELE 9",
+                "-ERR [SYS/PERM]",
+            ]
         );
+    }
+
+    #[test]
+    fn pop3_capabilities_are_sorted_and_the_implementation_hidden() {
+        let out = run(
+            Protocol::Pop3,
+            &[
+                (Client, "CAPA\r\n"),
+                (
+                    Server,
+                    "+OK\r\nUIDL\r\nIMPLEMENTATION Dovecot\r\nTOP\r\n.\r\n",
+                ),
+            ],
+        );
+        assert_eq!(
+            out,
+            [
+                "CAPA",
+                "+OK",
+                "IMPLEMENTATION <implementation>",
+                "TOP",
+                "UIDL",
+                "."
+            ]
+        );
+    }
+
+    #[test]
+    fn pop3_message_headers_are_normalized() {
+        let out = run(
+            Protocol::Pop3,
+            &[
+                (Client, "RETR 1\r\n"),
+                (
+                    Server,
+                    "+OK 120 octets\r\nReturn-Path: <bob@example.test>\r\nReceived: from x\r\n\tby y; Mon, 1 Dec 2026\r\nDate: Mon, 1 Dec 2026\r\nSubject: hi\r\n\r\nDate: body\r\n.\r\n",
+                ),
+            ],
+        );
+        assert_eq!(
+            out,
+            [
+                "RETR 1",
+                "+OK",
+                "Return-Path: <trace>",
+                "Received: <trace>",
+                "Date: <date>",
+                "Subject: hi",
+                "",
+                "Date: body",
+                ".",
+            ]
+        );
+    }
+
+    #[test]
+    fn pop3_sasl_data_is_hidden() {
+        let out = run(
+            Protocol::Pop3,
+            &[
+                (Client, "AUTH PLAIN\r\n"),
+                (Server, "+ \r\n"),
+                (Client, "AGFsaWNlAGFsaWNlcHc=\r\n"),
+                (Server, "+OK\r\n"),
+                (Client, "AUTH PLAIN AGFsaWNlAGFsaWNlcHc=\r\n"),
+            ],
+        );
+        assert_eq!(
+            out,
+            [
+                "AUTH PLAIN",
+                "+",
+                "<password>",
+                "+OK",
+                "AUTH PLAIN <password>"
+            ]
+        );
+    }
+
+    #[test]
+    fn smtp_keeps_codes_enhanced_codes_and_ehlo_keywords() {
+        let out = run(
+            Protocol::Smtp,
+            &[
+                (Server, "220 mx.example.test ESMTP Postfix\r\n"),
+                (Client, "EHLO client\r\n"),
+                (
+                    Server,
+                    "250-mx.example.test Hello\r\n250-SIZE 1000\r\n250 ENHANCEDSTATUSCODES\r\n",
+                ),
+                (Client, "MAIL FROM:<a@b>\r\n"),
+                (Server, "250 2.1.0 Ok\r\n"),
+                (Client, "AUTH LOGIN\r\n"),
+                (Server, "334 VXNlcm5hbWU6\r\n"),
+                (Client, "YWxpY2U=\r\n"),
+                (Server, "535 5.7.8 Error: authentication failed\r\n"),
+                (Client, "DATA\r\n"),
+                (Server, "354 End data with <CR><LF>.<CR><LF>\r\n"),
+                (Client, "PASS is content here\r\n"),
+                (Client, ".\r\n"),
+                (Server, "250 2.0.0 Ok: queued as 4ABC\r\n"),
+                (Client, "QUIT\r\n"),
+                (Server, "221 2.0.0 Bye\r\n"),
+            ],
+        );
+        assert_eq!(
+            out,
+            [
+                "220",
+                "EHLO client",
+                "250-",
+                "ENHANCEDSTATUSCODES",
+                "SIZE 1000",
+                "MAIL FROM:<a@b>",
+                "250 2.1.0",
+                "AUTH LOGIN",
+                "334",
+                "<password>",
+                "535 5.7.8",
+                "DATA",
+                "354",
+                "PASS is content here",
+                ".",
+                "250 2.0.0",
+                "QUIT",
+                "221 2.0.0",
+            ]
+        );
+    }
+
+    #[test]
+    fn garbage_is_escaped_not_dropped() {
+        let out = run(Protocol::Smtp, &[(Server, "hello\x1b[31m\r\n")]);
+        assert_eq!(out, ["hello\\x1b[31m"]);
     }
 }
