@@ -50,9 +50,9 @@ pub struct Context {
     /// IMAP: tags of UID SEARCH / UID SORT commands not completed yet: `* SEARCH` and
     /// `* SORT` then list UIDs, not sequence numbers.
     uid_search: BTreeSet<String>,
-    /// POP3: commands waiting for their reply, oldest first (upper-case verb, has an
-    /// argument); the greeting is owed from the start.
-    pop3_queue: VecDeque<(String, bool)>,
+    /// POP3: commands waiting for their reply, oldest first; the greeting is owed from
+    /// the start.
+    pop3_queue: VecDeque<Pop3Command>,
     /// POP3: the verb whose multi-line reply is being read.
     pop3_body: Option<String>,
     /// SMTP: the last line was `ddd-...`, so the reply goes on.
@@ -64,7 +64,7 @@ impl Context {
         Context {
             protocol,
             uid_search: BTreeSet::new(),
-            pop3_queue: VecDeque::from([(String::new(), false)]),
+            pop3_queue: VecDeque::from([Pop3Command::default()]),
             pop3_body: None,
             smtp_open: false,
         }
@@ -101,8 +101,13 @@ impl Context {
             Protocol::Pop3 => {
                 let text = String::from_utf8_lossy(bytes);
                 let mut words = text.split_whitespace();
-                let verb = words.next().unwrap_or_default().to_ascii_uppercase();
-                self.pop3_queue.push_back((verb, words.next().is_some()));
+                // The reply's shape from the codec the harness frames replies with.
+                let multi = mailtape_proto::pop3::parse_command(bytes)
+                    .is_ok_and(|c| c.expect() == mailtape_proto::pop3::Expect::MultiLine);
+                self.pop3_queue.push_back(Pop3Command {
+                    verb: words.next().unwrap_or_default().to_ascii_uppercase(),
+                    multi,
+                });
                 Vec::new()
             }
             Protocol::Smtp => Vec::new(),
@@ -156,15 +161,10 @@ impl Context {
                 _ => Vec::new(),
             };
         }
-        let (verb, has_arg) = self.pop3_queue.pop_front().unwrap_or_default();
+        let Pop3Command { verb, multi } = self.pop3_queue.pop_front().unwrap_or_default();
         if !line.starts_with(b"+OK") {
             return Vec::new();
         }
-        let multi = match verb.as_str() {
-            "LIST" | "UIDL" => !has_arg,
-            "RETR" | "TOP" | "CAPA" => true,
-            _ => false,
-        };
         if multi {
             self.pop3_body = Some(verb);
             return Vec::new();
@@ -175,6 +175,15 @@ impl Context {
             _ => Vec::new(),
         }
     }
+}
+
+/// A POP3 command whose reply is awaited.
+#[derive(Debug, Clone, Default)]
+struct Pop3Command {
+    /// Upper case.
+    verb: String,
+    /// A `+OK` is followed by lines up to `.` (RFC 1939, RFC 2449, RFC 5034 bare AUTH).
+    multi: bool,
 }
 
 fn trim_eol(line: &[u8]) -> &[u8] {
@@ -572,6 +581,14 @@ mod tests {
         assert_eq!(values(m, &c.server(m)), vec![(Kind::Size, "420".into())]);
         let m = b"+OK 2 900".as_slice();
         assert_eq!(values(m, &c.server(m)), vec![(Kind::Size, "900".into())]);
+        // A bare AUTH lists mechanisms (RFC 5034 4): the lines belong to its reply.
+        c.client(b"AUTH");
+        assert!(c.starts_reply());
+        c.server(b"+OK mechanisms");
+        assert!(!c.starts_reply());
+        c.server(b"PLAIN");
+        c.server(b".");
+        assert!(c.starts_reply());
     }
 
     #[test]
