@@ -256,30 +256,32 @@ impl Recorder {
             let accepting = limit.is_none_or(|n| ended + tasks.len() < n);
             tokio::select! {
                 () = &mut stop => break,
-                (route, r) = self.accept_any(turn), if accepting => match r {
-                    Ok((tcp, peer)) => {
-                        turn = route + 1;
-                        let Some(upstream) = self.options.routes.get(route).map(|r| r.upstream.clone()) else {
-                            continue;
-                        };
-                        let session = match self.shared.journal.lock() {
-                            Ok(mut j) => j.open_session(peer.to_string(), upstream.protocol),
-                            Err(_) => continue,
-                        };
-                        self.shared.stats.open.fetch_add(1, Ordering::Relaxed);
-                        let shared = Arc::clone(&self.shared);
-                        let rx = shutdown_rx.clone();
-                        tasks.spawn(async move {
-                            proxy::connection(tcp, upstream, shared, session, rx).await;
-                            session
-                        });
+                (route, r) = self.accept_any(turn), if accepting => {
+                    turn = route + 1;
+                    match (r, self.options.routes.get(route)) {
+                        (Ok((tcp, peer)), Some(Route { upstream, .. })) => {
+                            let upstream = upstream.clone();
+                            let session = match self.shared.journal.lock() {
+                                Ok(mut j) => j.open_session(peer.to_string(), upstream.protocol),
+                                Err(_) => continue,
+                            };
+                            self.shared.stats.open.fetch_add(1, Ordering::Relaxed);
+                            let shared = Arc::clone(&self.shared);
+                            let rx = shutdown_rx.clone();
+                            tasks.spawn(async move {
+                                proxy::connection(tcp, upstream, shared, session, rx).await;
+                                session
+                            });
+                        }
+                        // A listener always has its route; nothing to do without one.
+                        (Ok(_), None) => {}
+                        (Err(e), _) => {
+                            // E.g. out of file descriptors: say so, and do not spin.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
                     }
-                    Err(e) => {
-                        // E.g. out of file descriptors: say so, and do not spin.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                },
+                }
                 Some(done) = tasks.join_next() => {
                     ended += 1;
                     self.shared.stats.open.fetch_sub(1, Ordering::Relaxed);
