@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use mailtape::record::{Options, Recorder, Summary};
+use mailtape::record::{Options, Recorder, Route, Summary};
 use mailtape::script::{Protocol, Scenario, parse_str};
 use mailtape::target::{Endpoint, Security, Timeouts, TlsOptions};
 use reference_server::{Running, TlsSource};
@@ -77,8 +77,10 @@ impl Setup {
         let output = dir.path().join("rec.ron");
         let cert_out = dir.path().join("proxy-ca.pem");
         let options = Options {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: self.upstream,
+            routes: vec![Route {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                upstream: self.upstream,
+            }],
             output: output.clone(),
             per_connection: self.per_connection,
             keep_secrets: self.keep_secrets,
@@ -660,8 +662,10 @@ async fn unreachable_upstream_is_named() {
     );
     let dir = tempfile::tempdir().unwrap();
     let options = Options {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: ep,
+        routes: vec![Route {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: ep,
+        }],
         output: dir.path().join("x.ron"),
         per_connection: false,
         keep_secrets: false,
@@ -692,6 +696,53 @@ async fn unreachable_upstream_is_named() {
         msg.contains("no-such-dir") && msg.contains("does not exist"),
         "{msg}"
     );
+}
+
+/// `--listen` and `--upstream` pair in order: unequal counts are a usage error naming both
+/// counts, before anything listens; the library refuses an empty list of routes.
+#[tokio::test]
+async fn unpaired_listen_and_upstream_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mailtape"))
+        .arg("record")
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "smtp://127.0.0.1:9",
+        ])
+        .args(["--listen", "127.0.0.1:0", "-o"])
+        .arg(dir.path().join("x.ron"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--listen and --upstream come in pairs")
+            && stderr.contains("got 2 --listen and 1 --upstream"),
+        "{stderr}"
+    );
+    let options = Options {
+        routes: Vec::new(),
+        output: dir.path().join("x.ron"),
+        per_connection: false,
+        keep_secrets: false,
+        capture_uidvalidity: false,
+        connections: Some(1),
+        cert: TlsSource::Generate,
+        cert_out: None,
+        tls: TlsOptions::default(),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            tls: Duration::from_secs(5),
+            read: Duration::from_secs(5),
+        },
+    };
+    let Err(e) = Recorder::bind(options).await else {
+        panic!("bind should fail");
+    };
+    assert!(e.to_string().contains("nothing to record"), "{e}");
 }
 
 /// Ctrl-C (here: the stop future) finishes the file with the open session noted.
@@ -794,8 +845,10 @@ async fn imaplib_against_dovecot() {
         let output = dir.path().join("dovecot.ron");
         let cert_out = dir.path().join("proxy.pem");
         let options = Options {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            upstream: upstream.clone(),
+            routes: vec![Route {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                upstream: upstream.clone(),
+            }],
             output: output.clone(),
             per_connection: false,
             keep_secrets: false,
@@ -1208,8 +1261,10 @@ async fn given_certificate_is_shown_to_clients() {
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
     let cert_out = dir.path().join("out.pem");
     let options = Options {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        upstream: endpoint(Protocol::Imap, Security::Implicit, server.imaps.unwrap()),
+        routes: vec![Route {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            upstream: endpoint(Protocol::Imap, Security::Implicit, server.imaps.unwrap()),
+        }],
         output: dir.path().join("tls.ron"),
         per_connection: false,
         keep_secrets: false,

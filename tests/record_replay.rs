@@ -1,13 +1,14 @@
 //! The whole workflow: Python imaplib recorded through `mailtape record` (plain and
 //! STARTTLS), then `mailtape replay` of that file against a fresh reference server and, where
-//! the CI Dovecot runs, a recording made against Dovecot replayed against Dovecot (clean)
-//! and against the reference server (only the differences docs/replay.md explains).
+//! the CI Dovecot runs, recordings made against Dovecot replayed against Dovecot (clean)
+//! and against the reference server (only the differences docs/replay.md explains); and
+//! smtplib then poplib through one `mailtape record` with two --listen/--upstream pairs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mailtape::record::{Options, Recorder};
+use mailtape::record::{Options, Recorder, Route};
 use mailtape::script::Protocol;
 use mailtape::target::{Endpoint, Security, Timeouts, TlsOptions};
 use reference_server::TlsSource;
@@ -34,12 +35,26 @@ c.delete(box)
 c.logout()
 "#;
 
+/// The plain client script the committed recordings were made with (transcripts/README.md).
+const CLIENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/transcripts/clients.py");
+
 /// Runs python3 with a program, killed (by its pid) after [`WAIT`]; `false` when there is no
 /// python3.
 fn python(program: &str, args: &[String]) -> bool {
+    let mut all = vec!["-c".to_string(), program.to_string()];
+    all.extend_from_slice(args);
+    python3(&all)
+}
+
+/// Runs a Python script file with arguments, as [`python`].
+fn python_file(script: &str, args: &[String]) -> bool {
+    let mut all = vec![script.to_string()];
+    all.extend_from_slice(args);
+    python3(&all)
+}
+
+fn python3(args: &[String]) -> bool {
     let child = Command::new("python3")
-        .arg("-c")
-        .arg(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -53,7 +68,7 @@ fn python(program: &str, args: &[String]) -> bool {
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "the imaplib session failed: {status}");
+            assert!(status.success(), "the Python client failed: {status}");
             return true;
         }
         if started.elapsed() > WAIT {
@@ -65,7 +80,9 @@ fn python(program: &str, args: &[String]) -> bool {
     }
 }
 
-/// Records one imaplib session (`mode` plain or starttls) against `upstream`; the file.
+/// Records one imaplib session against `upstream`; the file. `mode` plain or starttls: the
+/// program above; `clients`: `transcripts/clients.py imap`, the session the committed
+/// recordings hold (EXPUNGE, STATUS of the selected mailbox).
 async fn record(
     dir: &Path,
     upstream: Endpoint,
@@ -76,8 +93,10 @@ async fn record(
     let output = dir.join(format!("{mode}.ron"));
     let cert_out = dir.join(format!("{mode}-proxy.pem"));
     let recorder = Recorder::bind(Options {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        upstream,
+        routes: vec![Route {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            upstream,
+        }],
         output: output.clone(),
         per_connection: false,
         keep_secrets: false,
@@ -96,15 +115,28 @@ async fn record(
     .expect("the proxy binds");
     let port = recorder.local_addr().expect("local address").port();
     let task = tokio::spawn(recorder.run(std::future::pending()));
-    let args = vec![
-        mode.to_string(),
-        port.to_string(),
-        cert_out.display().to_string(),
-        mailbox.to_string(),
-    ];
-    let ran = tokio::task::spawn_blocking(move || python(IMAPLIB, &args))
-        .await
-        .expect("join");
+    let (file, args) = if mode == "clients" {
+        (
+            Some(CLIENTS),
+            vec!["imap".to_string(), port.to_string(), mailbox.to_string()],
+        )
+    } else {
+        (
+            None,
+            vec![
+                mode.to_string(),
+                port.to_string(),
+                cert_out.display().to_string(),
+                mailbox.to_string(),
+            ],
+        )
+    };
+    let ran = tokio::task::spawn_blocking(move || match file {
+        Some(script) => python_file(script, &args),
+        None => python(IMAPLIB, &args),
+    })
+    .await
+    .expect("join");
     if !ran {
         task.abort();
         return None;
@@ -188,7 +220,9 @@ async fn imaplib_recorded_through_the_proxy_replays_against_a_fresh_reference_se
 }
 
 /// The recording made against Dovecot replays clean there, and against the reference server
-/// differs only where docs/replay.md says why (capabilities, the RECENT Dovecot adds).
+/// differs only where docs/replay.md says why: capabilities, the RECENT Dovecot adds (also
+/// after EXPUNGE), and its `[CLIENTBUG]` for STATUS of the selected mailbox - the last two
+/// must show in the session of transcripts/clients.py, which does both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imaplib_recorded_against_dovecot_replays_against_both_servers() {
     let (Ok(url), Ok(ca)) = (
@@ -207,7 +241,7 @@ async fn imaplib_recorded_against_dovecot_replays_against_both_servers() {
         insecure: false,
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    for mode in ["plain", "starttls"] {
+    for mode in ["plain", "starttls", "clients"] {
         let mailbox = format!(
             "workflow-{mode}-{}-{}",
             std::process::id(),
@@ -234,14 +268,161 @@ async fn imaplib_recorded_against_dovecot_replays_against_both_servers() {
         assert_eq!(code, 0, "{mode} against Dovecot: {out}");
         let (code, out) = mailtape_async(vec!["replay".into(), file]).await;
         assert_eq!(code, 1, "{mode} against the reference server: {out}");
-        let unexplained: Vec<String> = changed(&out)
-            .into_iter()
-            .filter(|l| !(l.contains("CAPABILITY") || l == "-S1: * 1 RECENT" || l.ends_with(" OK")))
+        let changed = changed(&out);
+        let unexplained: Vec<&String> = changed
+            .iter()
+            .filter(|l| {
+                !(l.contains("CAPABILITY")
+                    || *l == "-S1: * 1 RECENT"
+                    || *l == "-S1: * 2 RECENT"
+                    || l.contains(" OK [CLIENTBUG]")
+                    || l.ends_with(" OK"))
+            })
             .collect();
         assert!(unexplained.is_empty(), "{mode}: {unexplained:#?}\n{out}");
+        if mode == "clients" {
+            // After EXPUNGE of a \Recent message Dovecot reports the new RECENT count; the
+            // reference server does not. STATUS of the selected mailbox: Dovecot's hint.
+            assert!(changed.iter().any(|l| l == "-S1: * 2 RECENT"), "{out}");
+            assert!(
+                changed.iter().any(|l| l.contains(" OK [CLIENTBUG]")),
+                "{out}"
+            );
+        }
         assert!(
             out.contains("0 failing violation(s), 0 problem(s)"),
             "{out}"
         );
     }
+}
+
+/// Kills (by its own handle) a `mailtape record` the test started, if it is still running.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The address in a `mailtape record: listening on ADDR, forwarding to URL` line.
+fn listening(line: &str) -> std::net::SocketAddr {
+    line.split("listening on ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
+/// Two `--listen`/`--upstream` pairs in one `mailtape record` (the binary): smtplib then
+/// poplib (transcripts/clients.py) through them land in one file, session 1 SMTP and session
+/// 2 POP3 in accept order, which loads and replays clean against a fresh reference server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_and_pop3_pairs_record_into_one_file_that_replays_clean() {
+    use std::io::BufRead;
+    let server = reference_server::start(reference_server::Config::default())
+        .await
+        .expect("reference server");
+    let smtp = server.smtp.expect("smtp listener");
+    let pop3 = server.pop3.expect("pop3 listener");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("mail.ron");
+    let mut child = Child(
+        Command::new(env!("CARGO_BIN_EXE_mailtape"))
+            .arg("record")
+            .args(["--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("smtp://{smtp}"))
+            .args(["--listen", "127.0.0.1:0", "--upstream"])
+            .arg(format!("pop3://{pop3}"))
+            .args(["--connections", "2", "-o"])
+            .arg(&output)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mailtape record"),
+    );
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.0.stderr.take().expect("stderr");
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = rx.recv_timeout(WAIT).expect("first listening line");
+    let second = rx.recv_timeout(WAIT).expect("second listening line");
+    assert!(
+        first.ends_with(&format!("forwarding to smtp://{smtp}")),
+        "{first}"
+    );
+    assert!(
+        second.ends_with(&format!("forwarding to pop3://{pop3}")),
+        "{second}"
+    );
+    let args = vec![
+        "smtp-pop3".to_string(),
+        listening(&first).port().to_string(),
+        listening(&second).port().to_string(),
+    ];
+    let ran = tokio::task::spawn_blocking(move || python_file(CLIENTS, &args))
+        .await
+        .expect("join");
+    if !ran {
+        println!("SKIP: python3 is not installed");
+        return;
+    }
+    let summary = loop {
+        let line = rx.recv_timeout(WAIT).expect("the summary line");
+        if line.starts_with("recorded ") {
+            break line;
+        }
+    };
+    assert!(summary.starts_with("recorded 2 sessions, "), "{summary}");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(started.elapsed() < WAIT, "mailtape record did not exit");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert!(status.success(), "{status}");
+
+    let text = std::fs::read_to_string(&output).expect("recording");
+    let sc = mailtape::script::parse_str(&output, &text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_eq!(sc.protocol, Protocol::Smtp, "{text}");
+    assert_eq!(sc.sessions["1"].protocol, Protocol::Smtp, "{text}");
+    assert_eq!(sc.sessions["2"].protocol, Protocol::Pop3, "{text}");
+    assert_eq!(sc.sessions["2"].user.as_deref(), Some("alice"), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "// Recorded by mailtape record: upstreams smtp://{smtp} and pop3://{pop3}, "
+        )),
+        "{text}"
+    );
+    // All of the SMTP session comes before the POP3 one: the client ran them in turn.
+    let last_smtp = text.rfind("\nS1: ").expect("SMTP lines");
+    let first_pop3 = text.find("\nS2: +OK").expect("POP3 greeting");
+    assert!(last_smtp < first_pop3, "{text}");
+    for want in [
+        "S1: 354",
+        "C1: Subject: replay pop3\n",
+        "C2: USER {user}\n",
+        "C2: RETR 1\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+
+    let (code, out) = mailtape_async(vec!["replay".into(), output.display().to_string()]).await;
+    assert_eq!(code, 0, "{out}\n{text}");
+    assert!(
+        out.contains("session 1 (smtp)") && out.contains("session 2 (pop3)"),
+        "{out}"
+    );
+    assert_eq!(out.matches("same as recorded").count(), 2, "{out}");
+    server.shutdown().await;
 }

@@ -48,6 +48,7 @@ pub enum Command {
     #[command(after_help = COMPARE_EXIT_CODES)]
     Compare(CompareArgs),
     /// Record client sessions through a proxy into a scenario file (docs/recording.md).
+    #[command(after_help = record::EXAMPLES)]
     Record(RecordArgs),
     /// Replay a recording against a server and compare its answers with the recorded ones.
     #[command(after_help = replay::EXIT_CODES)]
@@ -249,13 +250,17 @@ pub struct ServeArgs {
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// Address clients connect to, e.g. 127.0.0.1:1143.
-    #[arg(long, value_name = "ADDR")]
-    pub listen: std::net::SocketAddr,
+    /// Address clients connect to, e.g. 127.0.0.1:1143. Repeatable: the Nth --listen
+    /// forwards to the Nth --upstream.
+    #[arg(long, value_name = "ADDR", required = true)]
+    pub listen: Vec<std::net::SocketAddr>,
     /// The server to record: imap://, imaps://, imap+starttls://, pop3..., smtp... (no
     /// credentials needed). For imaps/pop3s/smtps the proxy speaks TLS to clients too.
-    #[arg(long, value_name = "URL")]
-    pub upstream: String,
+    /// Repeatable, one per --listen (e.g. an SMTP and a POP3 upstream): every connection
+    /// goes into the one file, as a session of its upstream's protocol; the scenario's
+    /// protocol is the first upstream's.
+    #[arg(long, value_name = "URL", required = true)]
+    pub upstream: Vec<String>,
     /// The scenario file to write (rewritten whenever a connection ends).
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: PathBuf,

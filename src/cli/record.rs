@@ -2,6 +2,7 @@
 //! bytes on stderr (hidden when stderr is not a terminal), and the summary line.
 
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -10,19 +11,20 @@ use reference_server::TlsSource;
 
 use super::{CliError, RecordArgs};
 use crate::exit;
-use crate::record::{Options, Recorder, Stats};
+use crate::record::{Options, Recorder, Route, Stats};
 use crate::target::{Security, Timeouts, TlsOptions, parse_endpoint};
 
+pub const EXAMPLES: &str = "\
+Examples:
+  mailtape record --listen 127.0.0.1:2143 --upstream imap://127.0.0.1:143 -o session.ron
+  # an SMTP and a POP3 upstream, both recorded into one file (sessions in accept order)
+  mailtape record --listen 127.0.0.1:2025 --upstream smtp://127.0.0.1:25 \\
+      --listen 127.0.0.1:2110 --upstream pop3://127.0.0.1:110 -o mail.ron";
+
 pub async fn record(args: RecordArgs) -> Result<u8, CliError> {
-    // Credentials in the URL are not needed: the client logs in through the proxy.
-    let (mut upstream, _) = parse_endpoint(&args.upstream)?;
-    if upstream.security == Security::StartTls {
-        // The client decides when to upgrade; the proxy follows its STARTTLS.
-        upstream.security = Security::Plain;
-    }
+    let routes = routes(&args.listen, &args.upstream)?;
     let options = Options {
-        listen: args.listen,
-        upstream,
+        routes,
         output: args.output.clone(),
         per_connection: args.per_connection,
         keep_secrets: args.keep_secrets,
@@ -50,12 +52,13 @@ pub async fn record(args: RecordArgs) -> Result<u8, CliError> {
     if args.insecure {
         eprintln!("warning: --insecure: the upstream's certificate is not verified");
     }
-    let upstream_url = options.upstream.url();
+    let upstream_urls: Vec<String> = options.routes.iter().map(|r| r.upstream.url()).collect();
     let recorder = Recorder::bind(options)
         .await
         .map_err(|e| CliError::Config(e.to_string()))?;
-    let addr = recorder.local_addr()?;
-    eprintln!("mailtape record: listening on {addr}, forwarding to {upstream_url}");
+    for (addr, url) in recorder.local_addrs()?.iter().zip(&upstream_urls) {
+        eprintln!("mailtape record: listening on {addr}, forwarding to {url}");
+    }
     let progress = Progress::start(recorder.stats());
     let stop = async {
         if let Err(e) = super::serve::stop_signal().await {
@@ -83,6 +86,32 @@ pub async fn record(args: RecordArgs) -> Result<u8, CliError> {
         summary.bytes
     );
     Ok(exit::SUCCESS)
+}
+
+/// Pairs the Nth `--listen` with the Nth `--upstream`.
+fn routes(listen: &[SocketAddr], upstreams: &[String]) -> Result<Vec<Route>, CliError> {
+    if listen.len() != upstreams.len() {
+        return Err(CliError::Config(format!(
+            "--listen and --upstream come in pairs (the Nth --listen forwards to the Nth \
+             --upstream): got {} --listen and {} --upstream",
+            listen.len(),
+            upstreams.len()
+        )));
+    }
+    let mut routes = Vec::with_capacity(listen.len());
+    for (addr, url) in listen.iter().zip(upstreams) {
+        // Credentials in the URL are not needed: the client logs in through the proxy.
+        let (mut upstream, _) = parse_endpoint(url)?;
+        if upstream.security == Security::StartTls {
+            // The client decides when to upgrade; the proxy follows its STARTTLS.
+            upstream.security = Security::Plain;
+        }
+        routes.push(Route {
+            listen: *addr,
+            upstream,
+        });
+    }
+    Ok(routes)
 }
 
 /// The spinner: redrawn from the shared counters, only when stderr is a terminal.

@@ -33,7 +33,9 @@ pub struct SessionInfo {
 /// Everything recorded, in time order.
 #[derive(Debug)]
 pub struct Journal {
-    pub upstream: String,
+    /// The upstream URLs, one per `--listen`/`--upstream` pair, in the order given.
+    pub upstreams: Vec<String>,
+    /// The scenario's protocol: the first pair's.
     pub protocol: Protocol,
     pub started: SystemTime,
     pub sessions: Vec<SessionInfo>,
@@ -41,9 +43,9 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn new(upstream: String, protocol: Protocol) -> Journal {
+    pub fn new(upstreams: Vec<String>, protocol: Protocol) -> Journal {
         Journal {
-            upstream,
+            upstreams,
             protocol,
             started: SystemTime::now(),
             sessions: Vec::new(),
@@ -51,10 +53,11 @@ impl Journal {
         }
     }
 
-    /// Registers a connection; sessions are numbered from 1 in accept order.
-    pub fn open_session(&mut self, peer: String) -> usize {
+    /// Registers a connection (to an upstream of `protocol`); sessions are numbered from 1
+    /// in accept order, whichever listener accepted them.
+    pub fn open_session(&mut self, peer: String, protocol: Protocol) -> usize {
         self.sessions.push(SessionInfo {
-            protocol: self.protocol,
+            protocol,
             user: None,
             open: true,
             peer,
@@ -87,34 +90,56 @@ impl Journal {
         let names: Vec<(usize, String)> = (0..self.sessions.len())
             .map(|i| (i, (i + 1).to_string()))
             .collect();
-        self.render(&names, "")
+        self.render(&names, "", self.protocol)
     }
 
-    /// One session as a file of its own (`--per-connection`), named session "1"; the id
-    /// ends in the connection's number so the files of one run have distinct ids.
+    /// One session as a file of its own (`--per-connection`), named session "1" and of
+    /// that session's protocol; the id ends in the connection's number so the files of one
+    /// run have distinct ids.
     pub fn render_one(&self, session: usize) -> String {
-        self.render(&[(session, "1".to_string())], &format!("-{}", session + 1))
+        let protocol = self
+            .sessions
+            .get(session)
+            .map_or(self.protocol, |s| s.protocol);
+        self.render(
+            &[(session, "1".to_string())],
+            &format!("-{}", session + 1),
+            protocol,
+        )
     }
 
-    fn render(&self, names: &[(usize, String)], id_suffix: &str) -> String {
+    /// `imap://a` for one upstream, `smtp://a and pop3://b` (comma-separated before the
+    /// last `and`) for several.
+    fn upstream_list(&self) -> String {
+        match self.upstreams.as_slice() {
+            [] => String::new(),
+            [one] => one.clone(),
+            [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+        }
+    }
+
+    fn render(&self, names: &[(usize, String)], id_suffix: &str, protocol: Protocol) -> String {
         let stamp = utc_stamp(self.started);
+        let upstreams = self.upstream_list();
+        let noun = if self.upstreams.len() > 1 {
+            "upstreams"
+        } else {
+            "upstream"
+        };
         let mut out = String::new();
         out.push_str(&format!(
-            "// Recorded by mailtape record: upstream {}, {} UTC.\n",
-            self.upstream, stamp.human
+            "// Recorded by mailtape record: {noun} {upstreams}, {} UTC.\n",
+            stamp.human
         ));
         out.push_str("Scenario(\n");
         out.push_str(&format!(
             "    id: \"recorded-{}{id_suffix}\",\n",
             stamp.compact
         ));
-        let title = format!(
-            "Recorded session(s) through mailtape record from {}",
-            self.upstream
-        );
+        let title = format!("Recorded session(s) through mailtape record from {upstreams}");
         out.push_str(&format!("    title: {},\n", ron_string(&title)));
         out.push_str("    spec: [\"recorded\"],\n");
-        out.push_str(&format!("    protocol: \"{}\",\n", self.protocol.name()));
+        out.push_str(&format!("    protocol: \"{}\",\n", protocol.name()));
         out.push_str("    mailboxes: [],\n");
         out.push_str("    sessions: {\n");
         for (index, name) in names {
@@ -126,7 +151,7 @@ impl Journal {
                 fields.push(format!("user: {}", ron_string(user)));
             }
             fields.push("state: \"not-authenticated\"".to_string());
-            if info.protocol != self.protocol {
+            if info.protocol != protocol {
                 fields.push(format!("protocol: \"{}\"", info.protocol.name()));
             }
             out.push_str(&format!("        \"{name}\": ({}),\n", fields.join(", ")));
@@ -274,8 +299,8 @@ mod tests {
 
     #[test]
     fn rendered_file_loads() {
-        let mut j = Journal::new("imap://127.0.0.1:143".into(), Protocol::Imap);
-        let s = j.open_session("peer".into());
+        let mut j = Journal::new(vec!["imap://127.0.0.1:143".into()], Protocol::Imap);
+        let s = j.open_session("peer".into(), Protocol::Imap);
         j.sessions[s].user = Some("alice".into());
         j.push(
             s,
@@ -291,5 +316,60 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}\n{text}"));
         assert_eq!(sc.sessions["1"].user.as_deref(), Some("alice"));
         assert!(text.contains("r##\""), "{text}");
+    }
+
+    /// Two upstreams: sessions of the second protocol say so in the whole file; a file of
+    /// one session (`--per-connection`) is of that session's protocol.
+    #[test]
+    fn sessions_of_several_upstreams() {
+        let mut j = Journal::new(
+            vec!["smtp://127.0.0.1:25".into(), "pop3://127.0.0.1:110".into()],
+            Protocol::Smtp,
+        );
+        let smtp = j.open_session("a".into(), Protocol::Smtp);
+        let pop3 = j.open_session("b".into(), Protocol::Pop3);
+        j.sessions[pop3].user = Some("alice".into());
+        j.push(smtp, [Entry::Server("220 ready".into())]);
+        j.push(pop3, [Entry::Server("+OK ready".into())]);
+        j.push(smtp, [Entry::Client("QUIT".into())]);
+        let all = j.render_all();
+        assert!(
+            all.starts_with(
+                "// Recorded by mailtape record: upstreams smtp://127.0.0.1:25 and pop3://127.0.0.1:110, "
+            ),
+            "{all}"
+        );
+        assert!(all.contains("    protocol: \"smtp\",\n"), "{all}");
+        assert!(
+            all.contains("\"1\": (state: \"not-authenticated\"),\n"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "\"2\": (user: \"alice\", state: \"not-authenticated\", protocol: \"pop3\"),"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("S1: 220 ready\nS2: +OK ready\nC1: QUIT\n"),
+            "{all}"
+        );
+        let sc = crate::script::parse_str(Path::new("rec.ron"), &all)
+            .unwrap_or_else(|e| panic!("{e}\n{all}"));
+        assert_eq!(sc.sessions["2"].protocol, Protocol::Pop3);
+
+        let one = j.render_one(pop3);
+        assert!(one.contains("    protocol: \"pop3\",\n"), "{one}");
+        assert!(
+            one.contains("\"1\": (user: \"alice\", state: \"not-authenticated\"),\n"),
+            "{one}"
+        );
+        assert!(
+            one.contains("S1: +OK ready\n") && !one.contains("QUIT"),
+            "{one}"
+        );
+        let sc = crate::script::parse_str(Path::new("rec-2.ron"), &one)
+            .unwrap_or_else(|e| panic!("{e}\n{one}"));
+        assert_eq!(sc.protocol, Protocol::Pop3);
     }
 }

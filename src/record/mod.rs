@@ -1,6 +1,7 @@
 //! `mailtape record`: a recording proxy for IMAP, POP3 and SMTP (docs/recording.md).
 //!
-//! - [`Recorder`]: binds the listener, accepts connections, writes the file(s).
+//! - [`Recorder`]: binds one listener per [`Route`], accepts connections on all of them,
+//!   writes the file(s).
 //! - `proxy`: one connection: upstream connect, TLS towards the client, byte-exact relay,
 //!   STARTTLS/STLS upgrades of both legs.
 //! - `observe`: the interface between the relay and a protocol's transcript; `imap`,
@@ -34,11 +35,20 @@ pub use lines::RECORD_CAP;
 use crate::net::TlsClient;
 use crate::target::{Endpoint, Timeouts, TlsOptions};
 
+/// One `--listen ADDR --upstream URL` pair: connections accepted on `listen` are relayed to
+/// `upstream` and recorded as sessions of its protocol.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub listen: SocketAddr,
+    pub upstream: Endpoint,
+}
+
 /// What to record and how.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub listen: SocketAddr,
-    pub upstream: Endpoint,
+    /// At least one; the recording's scenario protocol is the first route's, and the
+    /// sessions of all routes go into the one file in accept order.
+    pub routes: Vec<Route>,
     pub output: PathBuf,
     /// One file per connection (`FILE`'s stem plus `-1`, `-2`, ...).
     pub per_connection: bool,
@@ -61,6 +71,8 @@ pub struct Options {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
+    #[error("nothing to record: no listen address and upstream given")]
+    NoRoute,
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -107,7 +119,6 @@ pub struct Summary {
 
 /// State every connection task shares.
 pub(crate) struct Shared {
-    pub upstream: Endpoint,
     pub keep_secrets: bool,
     pub capture_uidvalidity: bool,
     pub tls_client: TlsClient,
@@ -139,33 +150,43 @@ impl Shared {
 
 /// A bound recording proxy.
 pub struct Recorder {
-    listener: TcpListener,
+    /// One per route, in the order of `options.routes`.
+    listeners: Vec<TcpListener>,
     options: Options,
     shared: Arc<Shared>,
 }
 
 impl Recorder {
-    /// Checks that the upstream answers a TCP connect, prepares TLS both ways (writing
-    /// `--cert-out`), and binds the listener.
+    /// Checks that every upstream answers a TCP connect, prepares TLS both ways (writing
+    /// `--cert-out`), and binds every listener.
     pub async fn bind(options: Options) -> Result<Recorder, RecordError> {
+        let first = options.routes.first().ok_or(RecordError::NoRoute)?;
+        let journal = Journal::new(
+            options.routes.iter().map(|r| r.upstream.url()).collect(),
+            first.upstream.protocol,
+        );
         let tls_client = TlsClient::new(&options.tls)?;
         check_output_dir(&options.output)?;
-        probe(&options.upstream, &options.timeouts).await?;
+        for route in &options.routes {
+            probe(&route.upstream, &options.timeouts).await?;
+        }
         let setup = reference_server::tls::build(&options.cert)
             .map_err(|e| RecordError::Certificate(e.to_string()))?;
         if let Some(path) = &options.cert_out {
             write_file(path, &pem_certificate(setup.certificate.as_ref()))?;
         }
-        let listener =
-            TcpListener::bind(options.listen)
-                .await
-                .map_err(|source| RecordError::Listen {
-                    addr: options.listen,
-                    source,
-                })?;
-        let journal = Journal::new(options.upstream.url(), options.upstream.protocol);
+        let mut listeners = Vec::with_capacity(options.routes.len());
+        for route in &options.routes {
+            let listener =
+                TcpListener::bind(route.listen)
+                    .await
+                    .map_err(|source| RecordError::Listen {
+                        addr: route.listen,
+                        source,
+                    })?;
+            listeners.push(listener);
+        }
         let shared = Arc::new(Shared {
-            upstream: options.upstream.clone(),
             keep_secrets: options.keep_secrets,
             capture_uidvalidity: options.capture_uidvalidity,
             tls_client,
@@ -175,15 +196,43 @@ impl Recorder {
             stats: Arc::new(Stats::default()),
         });
         Ok(Recorder {
-            listener,
+            listeners,
             options,
             shared,
         })
     }
 
-    /// The address clients connect to.
+    /// The address clients connect to (the first route's).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match self.listeners.first() {
+            Some(l) => l.local_addr(),
+            None => Err(std::io::Error::other("no listener")),
+        }
+    }
+
+    /// Every route's listening address, in the order of the routes.
+    pub fn local_addrs(&self) -> std::io::Result<Vec<SocketAddr>> {
+        self.listeners.iter().map(TcpListener::local_addr).collect()
+    }
+
+    /// The next connection on any listener, with the index of its route. Polling starts
+    /// at a rotating listener so that a busy one cannot starve the others; accepting is
+    /// cancel-safe, so the future may be dropped in a `select!`.
+    async fn accept_any(
+        &self,
+        start: usize,
+    ) -> (usize, std::io::Result<(tokio::net::TcpStream, SocketAddr)>) {
+        let n = self.listeners.len();
+        std::future::poll_fn(|cx| {
+            for k in 0..n {
+                let i = (start + k) % n;
+                if let std::task::Poll::Ready(r) = self.listeners[i].poll_accept(cx) {
+                    return std::task::Poll::Ready((i, r));
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
     }
 
     pub fn stats(&self) -> Arc<Stats> {
@@ -201,31 +250,38 @@ impl Recorder {
         let mut tasks: JoinSet<usize> = JoinSet::new();
         let mut ended = 0usize;
         let limit = self.options.connections;
+        let mut turn = 0usize;
         tokio::pin!(stop);
         loop {
             let accepting = limit.is_none_or(|n| ended + tasks.len() < n);
             tokio::select! {
                 () = &mut stop => break,
-                r = self.listener.accept(), if accepting => match r {
-                    Ok((tcp, peer)) => {
-                        let session = match self.shared.journal.lock() {
-                            Ok(mut j) => j.open_session(peer.to_string()),
-                            Err(_) => continue,
-                        };
-                        self.shared.stats.open.fetch_add(1, Ordering::Relaxed);
-                        let shared = Arc::clone(&self.shared);
-                        let rx = shutdown_rx.clone();
-                        tasks.spawn(async move {
-                            proxy::connection(tcp, shared, session, rx).await;
-                            session
-                        });
+                (route, r) = self.accept_any(turn), if accepting => {
+                    turn = route + 1;
+                    match (r, self.options.routes.get(route)) {
+                        (Ok((tcp, peer)), Some(Route { upstream, .. })) => {
+                            let upstream = upstream.clone();
+                            let session = match self.shared.journal.lock() {
+                                Ok(mut j) => j.open_session(peer.to_string(), upstream.protocol),
+                                Err(_) => continue,
+                            };
+                            self.shared.stats.open.fetch_add(1, Ordering::Relaxed);
+                            let shared = Arc::clone(&self.shared);
+                            let rx = shutdown_rx.clone();
+                            tasks.spawn(async move {
+                                proxy::connection(tcp, upstream, shared, session, rx).await;
+                                session
+                            });
+                        }
+                        // A listener always has its route; nothing to do without one.
+                        (Ok(_), None) => {}
+                        (Err(e), _) => {
+                            // E.g. out of file descriptors: say so, and do not spin.
+                            tracing::warn!("accept failed: {e}");
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
                     }
-                    Err(e) => {
-                        // E.g. out of file descriptors: say so, and do not spin.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    }
-                },
+                }
                 Some(done) = tasks.join_next() => {
                     ended += 1;
                     self.shared.stats.open.fetch_sub(1, Ordering::Relaxed);

@@ -22,7 +22,7 @@ use super::journal::Entry;
 use super::observe::{self, Observer};
 use crate::net::{self, Stream};
 use crate::report::Direction;
-use crate::target::Security;
+use crate::target::{Endpoint, Security};
 
 const BUF: usize = 16 * 1024;
 
@@ -103,17 +103,26 @@ enum Outcome {
 /// Serves one accepted connection to its end and records it as `session`.
 pub async fn connection(
     tcp: TcpStream,
+    upstream: Endpoint,
     shared: Arc<Shared>,
     session: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = tcp.set_nodelay(true);
     let mut observer = observe::for_protocol(
-        shared.upstream.protocol,
+        upstream.protocol,
         shared.keep_secrets,
         shared.capture_uidvalidity,
     );
-    let result = serve(tcp, &shared, session, observer.as_mut(), &mut shutdown).await;
+    let result = serve(
+        tcp,
+        &upstream,
+        &shared,
+        session,
+        observer.as_mut(),
+        &mut shutdown,
+    )
+    .await;
     let mut out = Vec::new();
     observer.finish(&mut out);
     if let Err(note) = result {
@@ -129,12 +138,12 @@ pub async fn connection(
 
 async fn serve(
     tcp: TcpStream,
+    ep: &Endpoint,
     shared: &Shared,
     session: usize,
     observer: &mut dyn Observer,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let ep = &shared.upstream;
     let mut upstream = net::connect(ep, &shared.tls_client, &shared.timeouts)
         .await
         .map_err(|e| format!("upstream {}: {e}; the client was disconnected", ep.url()))?;
