@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use mailtape::record::{Options, Recorder};
+use mailtape::record::{Options, Recorder, Route};
 use mailtape::script::Protocol;
 use mailtape::target::{Endpoint, Security, Timeouts, TlsOptions};
 use reference_server::TlsSource;
@@ -149,11 +149,13 @@ async fn main() {
         .expect("address");
     let dir = tempfile::tempdir().expect("tempdir");
     let recorder = Recorder::bind(Options {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        upstream: Endpoint {
-            security: Security::Plain,
-            ..imap
-        },
+        routes: vec![Route {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            upstream: Endpoint {
+                security: Security::Plain,
+                ..imap
+            },
+        }],
         output: dir.path().join("bench.ron"),
         per_connection: false,
         keep_secrets: false,
