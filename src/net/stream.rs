@@ -1,5 +1,6 @@
 //! `Stream`: a plain TCP or TLS byte stream behind one AsyncRead + AsyncWrite type, with the
-//! STARTTLS upgrade from the first to the second.
+//! STARTTLS upgrade from the first to the second - as the client (the harness towards a
+//! server) or as the server (the recording proxy towards a client).
 
 use std::io;
 use std::net::SocketAddr;
@@ -12,10 +13,10 @@ use tokio::net::TcpStream;
 
 use super::{NetError, TlsClient, tls};
 
-/// A plain or TLS byte stream.
+/// A plain or TLS byte stream; the TLS side is either end of the handshake.
 pub enum Stream {
     Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
 }
 
 impl Stream {
@@ -68,7 +69,26 @@ impl Stream {
         match tokio::time::timeout(wait, handshake).await {
             Err(_) => Err(NetError::Timeout(wait, "the TLS handshake")),
             Ok(Err(e)) => Err(NetError::Tls(format!("handshake with {host} failed: {e}"))),
-            Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s))),
+            Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s.into()))),
+        }
+    }
+
+    /// Runs the server side of a TLS handshake on a plain stream, within `wait`: the peer
+    /// is a client that asked for TLS (implicit, or after its STARTTLS).
+    pub async fn accept_tls(
+        self,
+        acceptor: &tokio_rustls::TlsAcceptor,
+        wait: Duration,
+    ) -> Result<Stream, NetError> {
+        let Stream::Plain(tcp) = self else {
+            return Err(NetError::Tls("the connection already uses TLS".into()));
+        };
+        match tokio::time::timeout(wait, acceptor.accept(tcp)).await {
+            Err(_) => Err(NetError::Timeout(wait, "the client's TLS handshake")),
+            Ok(Err(e)) => Err(NetError::Tls(format!(
+                "TLS handshake with the client failed: {e}"
+            ))),
+            Ok(Ok(s)) => Ok(Stream::Tls(Box::new(s.into()))),
         }
     }
 }

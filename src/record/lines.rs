@@ -181,6 +181,36 @@ pub fn b64_text(b64: &str) -> Option<String> {
     String::from_utf8(raw).ok()
 }
 
+/// The line as script text, or `None` with a note saying why it cannot be one.
+pub fn checked(raw: &RawLine, side: &str, out: &mut Vec<super::journal::Entry>) -> Option<String> {
+    if raw.cut > 0 {
+        out.push(super::journal::Entry::Note(format!(
+            "{side} line of {} bytes cut at {} bytes and not written: {}",
+            raw.bytes.len() + raw.cut,
+            raw.bytes.len(),
+            preview(&raw.bytes)
+        )));
+        return None;
+    }
+    match line_text(&raw.bytes) {
+        Ok(t) => {
+            if t.bare_lf {
+                out.push(super::journal::Entry::Note(format!(
+                    "the next {side} line ended in a bare LF (a script sends CRLF)"
+                )));
+            }
+            Some(t.text)
+        }
+        Err(why) => {
+            out.push(super::journal::Entry::Note(format!(
+                "{side} line not written ({why}): {}",
+                preview(&raw.bytes)
+            )));
+            None
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

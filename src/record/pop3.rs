@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use mailtape_proto::pop3::{Command, Expect, parse_command};
 
 use super::journal::Entry;
-use super::lines::{Budget, LineSplitter, RawLine, b64_text, line_text, plain_login, preview};
+use super::lines::{Budget, LineSplitter, RawLine, b64_text, checked, plain_login};
 use super::observe::{Observer, client_line, server_text_line};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,36 +204,6 @@ impl Pop3Observer {
             self.upgrade = true;
         }
         self.owed.pop_front();
-    }
-}
-
-/// The line as script text, or `None` with a note saying why it cannot be one.
-fn checked(raw: &RawLine, side: &str, out: &mut Vec<Entry>) -> Option<String> {
-    if raw.cut > 0 {
-        out.push(Entry::Note(format!(
-            "{side} line of {} bytes cut at {} bytes and not written: {}",
-            raw.bytes.len() + raw.cut,
-            raw.bytes.len(),
-            preview(&raw.bytes)
-        )));
-        return None;
-    }
-    match line_text(&raw.bytes) {
-        Ok(t) => {
-            if t.bare_lf {
-                out.push(Entry::Note(format!(
-                    "the next {side} line ended in a bare LF (a script sends CRLF)"
-                )));
-            }
-            Some(t.text)
-        }
-        Err(why) => {
-            out.push(Entry::Note(format!(
-                "{side} line not written ({why}): {}",
-                preview(&raw.bytes)
-            )));
-            None
-        }
     }
 }
 

@@ -5,17 +5,13 @@
 //! read from it has been written on.
 
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll};
-use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tokio_rustls::TlsAcceptor;
 
 use super::Shared;
 use super::journal::Entry;
@@ -25,68 +21,6 @@ use crate::report::Direction;
 use crate::target::{Endpoint, Security};
 
 const BUF: usize = 16 * 1024;
-
-/// The client's side of a connection: plain, or TLS the proxy terminates.
-pub enum ClientStream {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
-}
-
-impl ClientStream {
-    /// Runs the server side of a TLS handshake with the client, within `wait`.
-    async fn accept_tls(self, acceptor: &TlsAcceptor, wait: Duration) -> Result<Self, String> {
-        let ClientStream::Plain(tcp) = self else {
-            return Err("the client connection already uses TLS".into());
-        };
-        match tokio::time::timeout(wait, acceptor.accept(tcp)).await {
-            Err(_) => Err(format!(
-                "the client did not complete the TLS handshake within {wait:?}"
-            )),
-            Ok(Err(e)) => Err(format!("TLS handshake with the client failed: {e}")),
-            Ok(Ok(s)) => Ok(ClientStream::Tls(Box::new(s))),
-        }
-    }
-}
-
-impl AsyncRead for ClientStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for ClientStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_flush(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            ClientStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
 
 /// How a relay phase ended.
 enum Outcome {
@@ -147,11 +81,12 @@ async fn serve(
     let mut upstream = net::connect(ep, &shared.tls_client, &shared.timeouts)
         .await
         .map_err(|e| format!("upstream {}: {e}; the client was disconnected", ep.url()))?;
-    let mut client = ClientStream::Plain(tcp);
+    let mut client = Stream::Plain(tcp);
     if ep.security == Security::Implicit {
         client = client
             .accept_tls(&shared.acceptor, shared.timeouts.tls)
-            .await?;
+            .await
+            .map_err(|e| e.to_string())?;
     }
     let mut greeting = true;
     loop {
@@ -184,7 +119,8 @@ async fn serve(
                     })?;
                 client = client
                     .accept_tls(&shared.acceptor, shared.timeouts.tls)
-                    .await?;
+                    .await
+                    .map_err(|e| e.to_string())?;
             }
         }
     }
@@ -192,7 +128,7 @@ async fn serve(
 
 /// Relays until a side closes, an upgrade is due, or something fails.
 async fn relay(
-    client: &mut ClientStream,
+    client: &mut Stream,
     upstream: &mut Stream,
     observer: &mut dyn Observer,
     shared: &Shared,

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::journal::Entry;
-use super::lines::{Budget, LineSplitter, RawLine, b64_text, line_text, plain_login, preview};
+use super::lines::{Budget, LineSplitter, RawLine, b64_text, checked, plain_login};
 use super::observe::{Observer, client_line, server_text_line};
 use super::pop3::unfinished;
 
@@ -176,35 +176,6 @@ impl SmtpObserver {
             (Owed::Auth(mechanism), Some("334")) => self.awaiting_response = Some(mechanism),
             (Owed::StartTls, Some("220")) => self.upgrade = true,
             _ => {}
-        }
-    }
-}
-
-fn checked(raw: &RawLine, side: &str, out: &mut Vec<Entry>) -> Option<String> {
-    if raw.cut > 0 {
-        out.push(Entry::Note(format!(
-            "{side} line of {} bytes cut at {} bytes and not written: {}",
-            raw.bytes.len() + raw.cut,
-            raw.bytes.len(),
-            preview(&raw.bytes)
-        )));
-        return None;
-    }
-    match line_text(&raw.bytes) {
-        Ok(t) => {
-            if t.bare_lf {
-                out.push(Entry::Note(format!(
-                    "the next {side} line ended in a bare LF (a script sends CRLF)"
-                )));
-            }
-            Some(t.text)
-        }
-        Err(why) => {
-            out.push(Entry::Note(format!(
-                "{side} line not written ({why}): {}",
-                preview(&raw.bytes)
-            )));
-            None
         }
     }
 }
