@@ -16,8 +16,8 @@ use crate::report::HumanOptions;
 use crate::target::Target;
 
 use super::run::{
-    cli_tls, discover, file_targets, finish_target, load_error, merge_endpoints, reference_target,
-    secs, timeouts,
+    cli_tls, discover, file_targets, finish_target, known_failures, load_error, load_scenarios,
+    merge_endpoints, reference_target, secs, timeouts,
 };
 use super::{CliError, CompareArgs};
 
@@ -192,16 +192,6 @@ pub async fn compare(args: CompareArgs) -> Result<u8, CliError> {
         .iter()
         .map(|p| report_format(p).map(|f| (p.clone(), f)))
         .collect::<Result<Vec<(PathBuf, ReportFormat)>, _>>()?;
-    let known_failures = Arc::new(match &args.known_failures {
-        Some(path) => crate::engine::known::KnownFailures::load(path)
-            .map_err(|e| CliError::Config(e.to_string()))?,
-        None => Default::default(),
-    });
-    let options = RunOptions {
-        strict: args.strict,
-        poll_timeout: secs(args.poll_timeout, "poll-timeout")?,
-        known_failures: known_failures.clone(),
-    };
     let files = discover(&args.paths)?;
     if files.is_empty() {
         return Err(CliError::Config(
@@ -209,19 +199,12 @@ pub async fn compare(args: CompareArgs) -> Result<u8, CliError> {
         ));
     }
     let servers = servers_from_args(&args.target)?;
-
-    let mut scenarios = Vec::new();
-    let mut broken = Vec::new();
-    for f in &files {
-        match crate::script::load(f) {
-            Ok(s) => scenarios.push(Arc::new(s)),
-            Err(e) => broken.push((f.clone(), e.to_string())),
-        }
-    }
-
-    for stale in known_failures.unused(scenarios.iter().map(|s| s.id.as_str())) {
-        eprintln!("warning: {stale}");
-    }
+    let (scenarios, broken) = load_scenarios(&files);
+    let options = RunOptions {
+        strict: args.strict,
+        poll_timeout: secs(args.poll_timeout, "poll-timeout")?,
+        known_failures: known_failures(args.known_failures.as_deref(), &scenarios)?,
+    };
 
     let mut running = Vec::new();
     let mut runs = Vec::new();

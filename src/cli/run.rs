@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use crate::engine::known::KnownFailures;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
@@ -215,6 +217,35 @@ pub(super) fn load_error(path: &Path, target: &str, message: String) -> Scenario
     }
 }
 
+/// Every scenario file loaded; the ones that do not load, with the reason, for reports.
+pub(super) fn load_scenarios(files: &[PathBuf]) -> (Vec<Arc<Scenario>>, Vec<(PathBuf, String)>) {
+    let mut scenarios = Vec::new();
+    let mut broken = Vec::new();
+    for f in files {
+        match crate::script::load(f) {
+            Ok(s) => scenarios.push(Arc::new(s)),
+            Err(e) => broken.push((f.clone(), e.to_string())),
+        }
+    }
+    (scenarios, broken)
+}
+
+/// The `--known-failures` list (empty without one); entries no scenario matches are warned
+/// about on stderr.
+pub(super) fn known_failures(
+    path: Option<&Path>,
+    scenarios: &[Arc<Scenario>],
+) -> Result<Arc<KnownFailures>, CliError> {
+    let list = match path {
+        Some(path) => KnownFailures::load(path).map_err(|e| CliError::Config(e.to_string()))?,
+        None => KnownFailures::default(),
+    };
+    for stale in list.unused(scenarios.iter().map(|s| s.id.as_str())) {
+        eprintln!("warning: {stale}");
+    }
+    Ok(Arc::new(list))
+}
+
 pub async fn run(args: RunArgs) -> Result<u8, CliError> {
     if args.jobs == 0 {
         return Err(CliError::Config("--jobs must be at least 1".to_string()));
@@ -232,22 +263,8 @@ pub async fn run(args: RunArgs) -> Result<u8, CliError> {
         targets.push(t);
         server = Some(running);
     }
-    let mut scenarios = Vec::new();
-    let mut broken = Vec::new();
-    for f in &files {
-        match crate::script::load(f) {
-            Ok(s) => scenarios.push(Arc::new(s)),
-            Err(e) => broken.push((f.clone(), e.to_string())),
-        }
-    }
-    let known_failures = Arc::new(match &args.known_failures {
-        Some(path) => crate::engine::known::KnownFailures::load(path)
-            .map_err(|e| CliError::Config(e.to_string()))?,
-        None => Default::default(),
-    });
-    for stale in known_failures.unused(scenarios.iter().map(|s| s.id.as_str())) {
-        eprintln!("warning: {stale}");
-    }
+    let (scenarios, broken) = load_scenarios(&files);
+    let known_failures = known_failures(args.known_failures.as_deref(), &scenarios)?;
     let started = Instant::now();
     let started_at = std::time::SystemTime::now();
     let target_names: Vec<String> = targets.iter().map(|t| t.name.clone()).collect();

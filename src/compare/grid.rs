@@ -7,6 +7,7 @@ use owo_colors::Style;
 
 use super::{Cell, Comparison, label};
 use crate::report::Status;
+use crate::report::human::diff_line_style;
 use crate::report::normalize::escape_lossy;
 
 /// Formatting with or without ANSI colour.
@@ -121,20 +122,9 @@ pub fn render(cmp: &Comparison, paint: Paint) -> String {
         }
         for d in diffs {
             for line in d.diff.lines() {
-                let style = if line.starts_with("+++") || line.starts_with("---") {
-                    Style::new().bold()
-                } else if line.starts_with('+') {
-                    Style::new().green()
-                } else if line.starts_with('-') {
-                    Style::new().red()
-                } else if line.starts_with("@@") {
-                    Style::new().cyan()
-                } else {
-                    Style::new()
-                };
                 // Server text may hold escape sequences: never sent to the terminal raw.
                 let text = escape_lossy(line.as_bytes());
-                let _ = writeln!(out, "    {}", paint.paint(&text, style));
+                let _ = writeln!(out, "    {}", paint.paint(&text, diff_line_style(line)));
             }
         }
     }

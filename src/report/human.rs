@@ -386,18 +386,7 @@ impl Painter {
                     "      (the new text is in the .snap.new file beside it; --accept takes it)"
                 );
                 for line in diff.lines() {
-                    let style = if line.starts_with("+++") || line.starts_with("---") {
-                        Style::new().bold()
-                    } else if line.starts_with('+') {
-                        Style::new().green()
-                    } else if line.starts_with('-') {
-                        Style::new().red()
-                    } else if line.starts_with("@@") {
-                        Style::new().cyan()
-                    } else {
-                        Style::new()
-                    };
-                    let _ = writeln!(s, "      {}", self.paint(line, style));
+                    let _ = writeln!(s, "      {}", self.paint(line, diff_line_style(line)));
                 }
             }
             Problem::SnapshotMissing { path } => {
@@ -459,6 +448,22 @@ fn session_name(s: &str) -> &str {
 
 fn warnings_of(o: &ScenarioOutcome) -> impl Iterator<Item = &Violation> {
     o.violations.iter().filter(|v| v.level == Level::Should)
+}
+
+/// How a line of a unified diff is coloured: headers bold, additions green, removals red,
+/// hunk headers cyan.
+pub fn diff_line_style(line: &str) -> Style {
+    if line.starts_with("+++") || line.starts_with("---") {
+        Style::new().bold()
+    } else if line.starts_with('+') {
+        Style::new().green()
+    } else if line.starts_with('-') {
+        Style::new().red()
+    } else if line.starts_with("@@") {
+        Style::new().cyan()
+    } else {
+        Style::new()
+    }
 }
 
 #[cfg(test)]
