@@ -244,3 +244,28 @@ fn trace_prints_every_wire_message_with_its_scenario() {
         .env("CI", ""));
     assert!(!stderr.contains("mailtape::wire"), "{stderr}");
 }
+
+#[test]
+fn quiet_is_global_and_replay_prints_one_verdict_line() {
+    let (code, stdout, stderr) = run(mailtape().args([
+        "--quiet",
+        "replay",
+        "transcripts/imap/python-imaplib-reference.ron",
+    ]));
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_eq!(
+        stdout.trim(),
+        "PASS transcripts/imap/python-imaplib-reference.ron",
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(mailtape()
+        .args(["run", "scenarios/imap/noop-basic.ron", "-q"])
+        .env("CI", ""));
+    assert_eq!(code, 0);
+    assert!(
+        !stdout.contains("PASS") && stdout.contains("Summary: 1 scenario, 1 passed"),
+        "{stdout}"
+    );
+    let (code, _, stderr) = run(mailtape().args(["run", "-q", "-v"]));
+    assert_eq!(code, 2, "--quiet and --verbose conflict: {stderr}");
+}

@@ -35,6 +35,10 @@ pub struct Cli {
     /// More log output on stderr: -v what mailtape does, -vv its debugging detail.
     #[arg(long, short = 'v', global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Print less: run lists only failures, compare and replay only their verdict, record
+    /// and shrink no banner or progress; the summary line always comes.
+    #[arg(long, short = 'q', global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -132,8 +136,8 @@ pub struct RunArgs {
     /// Seconds a polling step (`S~:` lines, e.g. waiting for a delivery) keeps trying.
     #[arg(long, value_name = "SECS", default_value_t = 30.0)]
     pub poll_timeout: f64,
-    /// Print only failures and the summary.
-    #[arg(long, short = 'q')]
+    /// Set from the global --quiet.
+    #[arg(skip)]
     pub quiet: bool,
 }
 
@@ -174,8 +178,8 @@ pub struct CompareArgs {
     /// Write a report: FILE.html (one self-contained page) or FILE.md (Markdown); repeatable.
     #[arg(long = "report", value_name = "FILE")]
     pub reports: Vec<PathBuf>,
-    /// Print only the summary line.
-    #[arg(long, short = 'q')]
+    /// Set from the global --quiet.
+    #[arg(skip)]
     pub quiet: bool,
 }
 
@@ -324,6 +328,7 @@ pub enum CliError {
 pub fn main() -> u8 {
     let cli = Cli::parse();
     init_tracing(cli.verbose, cli.trace);
+    let quiet = cli.quiet;
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -336,12 +341,12 @@ pub fn main() -> u8 {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run::run(args).await,
+            Command::Run(args) => run::run(RunArgs { quiet, ..args }).await,
             Command::Serve(args) => serve::serve(args).await.map(|()| exit::SUCCESS),
-            Command::Compare(args) => compare::compare(args).await,
-            Command::Replay(args) => replay::replay(args).await,
-            Command::Shrink(args) => shrink::shrink(args).await,
-            Command::Record(args) => record::record(args).await,
+            Command::Compare(args) => compare::compare(CompareArgs { quiet, ..args }).await,
+            Command::Replay(args) => replay::replay(args, quiet).await,
+            Command::Shrink(args) => shrink::shrink(args, quiet).await,
+            Command::Record(args) => record::record(args, quiet).await,
         }
     });
     match result {

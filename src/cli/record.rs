@@ -21,7 +21,7 @@ Examples:
   mailtape record --listen 127.0.0.1:2025 --upstream smtp://127.0.0.1:25 \\
       --listen 127.0.0.1:2110 --upstream pop3://127.0.0.1:110 -o mail.ron";
 
-pub async fn record(args: RecordArgs) -> Result<u8, CliError> {
+pub async fn record(args: RecordArgs, quiet: bool) -> Result<u8, CliError> {
     let routes = routes(&args.listen, &args.upstream)?;
     let options = Options {
         routes,
@@ -57,9 +57,11 @@ pub async fn record(args: RecordArgs) -> Result<u8, CliError> {
         .await
         .map_err(|e| CliError::Config(e.to_string()))?;
     for (addr, url) in recorder.local_addrs()?.iter().zip(&upstream_urls) {
-        eprintln!("mailtape record: listening on {addr}, forwarding to {url}");
+        if !quiet {
+            eprintln!("mailtape record: listening on {addr}, forwarding to {url}");
+        }
     }
-    let progress = Progress::start(recorder.stats());
+    let progress = Progress::start(recorder.stats(), quiet);
     let stop = async {
         if let Err(e) = super::serve::stop_signal().await {
             tracing::warn!("cannot wait for signals: {e}");
@@ -121,8 +123,8 @@ struct Progress {
 }
 
 impl Progress {
-    fn start(stats: Arc<Stats>) -> Progress {
-        if !std::io::stderr().is_terminal() {
+    fn start(stats: Arc<Stats>, quiet: bool) -> Progress {
+        if quiet || !std::io::stderr().is_terminal() {
             return Progress {
                 bar: None,
                 ticker: None,

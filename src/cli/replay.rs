@@ -64,7 +64,7 @@ pub(super) fn load(
     Ok(scenario)
 }
 
-pub async fn replay(args: ReplayArgs) -> Result<u8, CliError> {
+pub async fn replay(args: ReplayArgs, quiet: bool) -> Result<u8, CliError> {
     let (target, server) = one_target(&args.target).await?;
     let scenario = load(&args.file, &target)?;
     let run = TargetRun::new(
@@ -80,6 +80,7 @@ pub async fn replay(args: ReplayArgs) -> Result<u8, CliError> {
     }
     let mut out = std::io::stdout().lock();
     match args.format {
+        Format::Human if quiet => crate::replay::render::verdict(&report, &mut out)?,
         Format::Human => crate::replay::render::human(&report, &mut out)?,
         Format::Json => crate::replay::render::json(&report, &mut out)?,
     }

@@ -27,13 +27,13 @@ fn default_output(file: &Path) -> PathBuf {
     file.with_file_name(format!("{stem}.min.ron"))
 }
 
-pub async fn shrink(args: ShrinkArgs) -> Result<u8, CliError> {
+pub async fn shrink(args: ShrinkArgs, quiet: bool) -> Result<u8, CliError> {
     let (target, server) = one_target(&args.target).await?;
     // Loaded once here for a clear error (and the account check) before any replay.
     load(&args.file, &target)?;
     let text = std::fs::read_to_string(&args.file)
         .map_err(|e| CliError::Config(format!("{}: {e}", args.file.display())))?;
-    let bar = if std::io::stderr().is_terminal() {
+    let bar = if !quiet && std::io::stderr().is_terminal() {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         // A replay can wait out a timeout: the spinner shows it is still going.
         bar.enable_steady_tick(std::time::Duration::from_millis(120));

@@ -7,6 +7,25 @@ use crate::report::Problem;
 
 /// The human report: one line per session, the diffs, captures, violations, problems and
 /// a last line PASS or FAIL.
+/// `--quiet`: one line, the verdict and what it rests on.
+pub fn verdict(report: &ReplayReport, out: &mut impl Write) -> io::Result<()> {
+    let differ = report
+        .sessions
+        .iter()
+        .filter(|s| !s.diff.is_empty())
+        .count();
+    let violations = report.failing_violations().count();
+    match report.failed() {
+        false => writeln!(out, "PASS {}", report.file.display()),
+        true => writeln!(
+            out,
+            "FAIL {}: {differ} session(s) differ, {violations} failing violation(s), {} problem(s)",
+            report.file.display(),
+            report.problems.len()
+        ),
+    }
+}
+
 pub fn human(report: &ReplayReport, out: &mut impl Write) -> io::Result<()> {
     writeln!(
         out,
