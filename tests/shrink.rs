@@ -364,3 +364,60 @@ fn sessions_that_do_not_matter_go_whole() {
         "{shrunk}"
     );
 }
+
+/// Ctrl-C (SIGINT) in the middle: the replay in progress ends, and the smallest recording
+/// that failed so far is written, marked interrupted, and still fails the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_shrink_writes_the_smallest_so_far() {
+    // The same buggy server, slowed down so the shrink is still going when SIGINT comes.
+    let state: Arc<Mutex<HashMap<usize, Mailbox>>> = Arc::default();
+    let fake = fake_imap::start(Arc::new(move |c: &Cmd<'_>| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let mut all = state.lock().unwrap_or_else(|p| p.into_inner());
+        let m = all.entry(c.conn).or_default();
+        Reply::Bytes(answer(m, c.tag, c.verb, c.args, true).into_bytes())
+    }))
+    .await;
+    let target = format!("imap://alice:alicepw@{}", fake.addr);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (text, count) = recording(true);
+    let file = dir.path().join("long.ron");
+    std::fs::write(&file, &text).expect("write");
+    let child = Command::new(env!("CARGO_BIN_EXE_mailtape"))
+        .args(["shrink", &file.display().to_string(), "--target", &target])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mailtape shrink");
+    let pid = child.id().to_string();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let signalled = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("kill");
+    assert!(signalled.success(), "the shrink ended before SIGINT came");
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        tokio::task::spawn_blocking(move || child.wait_with_output()),
+    )
+    .await
+    .expect("the shrink stops soon after SIGINT")
+    .expect("join")
+    .expect("output");
+    let text_out = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text_out}");
+    assert!(text_out.contains("interrupted"), "{text_out}");
+    let min = std::fs::read_to_string(dir.path().join("long.min.ron")).expect("written");
+    assert!(min.starts_with("// Shrunk by mailtape shrink"), "{min}");
+    assert!(min.contains("interrupted"), "{min}");
+    assert!(commands(&min).len() <= count);
+    let (code, replayed) = mailtape_async(vec![
+        "replay".into(),
+        dir.path().join("long.min.ron").display().to_string(),
+        "--target".into(),
+        target,
+    ])
+    .await;
+    assert_eq!(code, 1, "{replayed}");
+    assert!(replayed.contains("imap.flags.persist"), "{replayed}");
+}

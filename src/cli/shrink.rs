@@ -64,6 +64,14 @@ pub async fn shrink(args: ShrinkArgs, quiet: bool) -> Result<u8, CliError> {
         Some(_) => Some(&start),
         None => None,
     };
+    // Ctrl-C or SIGTERM: finish the replay in progress, then write the smallest so far.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let raise = stop.clone();
+    let watcher = tokio::spawn(async move {
+        if super::serve::stop_signal().await.is_ok() {
+            raise.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
     let result = crate::replay::shrink::shrink(
         &target,
         fresh,
@@ -72,8 +80,10 @@ pub async fn shrink(args: ShrinkArgs, quiet: bool) -> Result<u8, CliError> {
         &text,
         args.rule.as_deref(),
         &mut progress,
+        &stop,
     )
     .await;
+    watcher.abort();
     bar.finish_and_clear();
     if let Some(s) = server {
         s.shutdown().await;
@@ -87,8 +97,13 @@ pub async fn shrink(args: ShrinkArgs, quiet: bool) -> Result<u8, CliError> {
         Err(e) => return Err(CliError::Config(e.to_string())),
     };
     let out = args.output.unwrap_or_else(|| default_output(&args.file));
+    let cut_short = if shrunk.interrupted {
+        " (interrupted: the smallest found so far)"
+    } else {
+        ""
+    };
     let header = format!(
-        "// Shrunk by mailtape shrink from {} against {}: {} -> {} commands in {} replays; it {}.\n",
+        "// Shrunk by mailtape shrink from {} against {}: {} -> {} commands in {} replays{cut_short}; it {}.\n",
         args.file.display(),
         target.name,
         shrunk.start_commands,
@@ -99,7 +114,7 @@ pub async fn shrink(args: ShrinkArgs, quiet: bool) -> Result<u8, CliError> {
     std::fs::write(&out, format!("{header}{}", shrunk.text))
         .map_err(|e| CliError::Config(format!("cannot write {}: {e}", out.display())))?;
     println!(
-        "{} commands -> {} commands in {} replays ({} -> {} script lines, {} session(s)); it {}",
+        "{} commands -> {} commands in {} replays{cut_short} ({} -> {} script lines, {} session(s)); it {}",
         shrunk.start_commands,
         shrunk.commands,
         shrunk.replays,

@@ -312,6 +312,8 @@ pub struct Shrunk {
     pub lines: usize,
     pub sessions: usize,
     pub replays: usize,
+    /// `stop` was raised: this is the smallest failing recording found so far.
+    pub interrupted: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -384,7 +386,10 @@ impl Shrinker<'_> {
 }
 
 /// Shrink the recording in `text` (loaded from `path`) against `target` (or, with `fresh`,
-/// against a fresh server per replay). `progress` is called after every replay.
+/// against a fresh server per replay). `progress` is called after every replay. When `stop`
+/// is raised (Ctrl-C), no new replay starts and the smallest failing recording found so far
+/// comes back, marked `interrupted`.
+#[allow(clippy::too_many_arguments)]
 pub async fn shrink(
     target: &Target,
     fresh: Option<FreshServer<'_>>,
@@ -393,7 +398,9 @@ pub async fn shrink(
     text: &str,
     rule: Option<&str>,
     progress: &mut dyn FnMut(Progress),
+    stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Shrunk, ShrinkError> {
+    let stopped = || stop.load(std::sync::atomic::Ordering::Relaxed);
     let scenario = crate::script::parse_recording(path, text)?;
     let plan = Plan::new(&scenario, text);
     let mut sessions = plan.sessions();
@@ -437,6 +444,9 @@ pub async fn shrink(
     let names: Vec<String> = sessions.iter().cloned().collect();
     if names.len() > 1 {
         for name in names {
+            if stopped() {
+                break;
+            }
             let mut fewer = sessions.clone();
             fewer.remove(&name);
             let kept: Vec<usize> = units
@@ -455,7 +465,7 @@ pub async fn shrink(
     // ddmin over the commands left: try removing one of n chunks; on success keep the
     // rest and go coarser, else split finer, until single commands cannot go.
     let mut n = 2usize;
-    while !units.is_empty() {
+    while !units.is_empty() && !stopped() {
         let chunk = units.len().div_ceil(n.min(units.len()));
         let mut reduced = false;
         for start in (0..units.len()).step_by(chunk) {
@@ -464,6 +474,9 @@ pub async fn shrink(
                 .chain(&units[(start + chunk).min(units.len())..])
                 .copied()
                 .collect();
+            if stopped() {
+                break;
+            }
             let ok = s.fails(&rest, &sessions).await;
             report(&s, if ok { &rest } else { &units }, &sessions);
             if ok {
@@ -488,6 +501,9 @@ pub async fn shrink(
         .cloned()
         .collect();
     for name in idle {
+        if stopped() {
+            break;
+        }
         let mut fewer = sessions.clone();
         fewer.remove(&name);
         if !fewer.is_empty() && s.fails(&units, &fewer).await {
@@ -506,6 +522,7 @@ pub async fn shrink(
         start_lines,
         sessions: sessions.len(),
         replays: s.replays,
+        interrupted: stopped(),
     })
 }
 
