@@ -265,11 +265,16 @@ impl Session {
             return Reply::ok("COPY completed").code(code);
         }
         let mut lines = String::new();
+        let mut recent_changed = false;
         for &i in indexes.iter().rev() {
             let uid = sel.view[i].uid;
             sel.view.remove(i);
-            sel.recent.remove(&uid);
+            recent_changed |= sel.recent.remove(&uid);
             lines.push_str(&format!("* {} EXPUNGE\r\n", i + 1));
+        }
+        // RFC 3501 7.3.2: the size changed, and with it the count of \Recent messages.
+        if recent_changed {
+            lines.push_str(&format!("* {} RECENT\r\n", sel.recent.len()));
         }
         // RFC 6851 3.3: COPYUID goes in an untagged OK before the EXPUNGEs.
         self.status_response(Kind::Ok, Some(code), "Moved");

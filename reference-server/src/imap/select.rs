@@ -119,12 +119,14 @@ impl Selected {
             }
             None => &empty,
         };
+        // An expunge that takes a \Recent message changes the count the client was told.
+        let mut recent_changed = false;
         if allow_expunge {
             for i in (0..self.view.len()).rev() {
                 let uid = self.view[i].uid;
                 if !mb_ref.messages.contains_key(&uid) {
                     self.view.remove(i);
-                    self.recent.remove(&uid);
+                    recent_changed |= self.recent.remove(&uid);
                     out.extend_from_slice(format!("* {} EXPUNGE\r\n", i + 1).as_bytes());
                 }
             }
@@ -166,6 +168,9 @@ impl Selected {
         if self.view.len() != before {
             self.recent.extend(claimed);
             out.extend_from_slice(format!("* {} EXISTS\r\n", self.view.len()).as_bytes());
+            out.extend_from_slice(format!("* {} RECENT\r\n", self.recent.len()).as_bytes());
+        } else if recent_changed {
+            // RFC 3501 7.3.2: RECENT comes when the mailbox size changes; an expunge is one.
             out.extend_from_slice(format!("* {} RECENT\r\n", self.recent.len()).as_bytes());
         }
     }
