@@ -11,7 +11,7 @@ mod tls;
 
 use tokio::net::TcpStream;
 
-pub use stream::Stream;
+pub use stream::{Read, Stream};
 pub use tls::TlsClient;
 
 use crate::target::{Endpoint, Security, Timeouts};

@@ -93,6 +93,61 @@ impl Stream {
     }
 }
 
+/// What one bounded read of [`Stream::read_by`] brought.
+pub enum Read {
+    Data(usize),
+    /// End of stream (a TLS peer closing without close_notify included).
+    Eof,
+    /// The peer reset or aborted the connection.
+    Reset(io::Error),
+}
+
+impl Stream {
+    /// Writes all bytes and flushes; a peer that went away is [`NetError::Closed`].
+    pub async fn send_all(&mut self, bytes: &[u8]) -> Result<(), NetError> {
+        use tokio::io::AsyncWriteExt as _;
+        let written = match self.write_all(bytes).await {
+            Ok(()) => self.flush().await,
+            Err(e) => Err(e),
+        };
+        written.map_err(|e| match e.kind() {
+            io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted => {
+                NetError::Closed(format!(" (while sending: {e})"))
+            }
+            _ => NetError::Io(e),
+        })
+    }
+
+    /// One read into `buf` before `deadline`; past it, [`NetError::Timeout`] naming `what`
+    /// and the whole `wait`. The caller's framer keeps what earlier reads brought.
+    pub async fn read_by(
+        &mut self,
+        buf: &mut [u8],
+        deadline: tokio::time::Instant,
+        wait: Duration,
+        what: &'static str,
+    ) -> Result<Read, NetError> {
+        use tokio::io::AsyncReadExt as _;
+        match tokio::time::timeout_at(deadline, self.read(buf)).await {
+            Err(_) => Err(NetError::Timeout(wait, what)),
+            Ok(Ok(0)) => Ok(Read::Eof),
+            Ok(Ok(n)) => Ok(Read::Data(n)),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(Read::Eof),
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                Ok(Read::Reset(e))
+            }
+            Ok(Err(e)) => Err(NetError::Io(e)),
+        }
+    }
+}
+
 impl std::fmt::Debug for Stream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = if self.is_tls() { "Tls" } else { "Plain" };

@@ -10,7 +10,6 @@ pub mod frame;
 #[cfg(test)]
 mod tests;
 
-use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,9 +17,9 @@ use imap_codec::decode::{Decoder, GreetingDecodeError, ResponseDecodeError};
 use imap_codec::{GreetingCodec, ResponseCodec};
 use imap_types::IntoStatic;
 use imap_types::response::{Greeting, Response};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
-use crate::net::{NetError, Stream, TlsClient};
+use crate::net::{NetError, Read, Stream, TlsClient};
 use frame::{FrameError, Framer, RawMessage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -93,17 +92,7 @@ impl ImapConnection {
 
     /// Writes all bytes and flushes.
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        let stream = self.stream()?;
-        let written = match stream.write_all(bytes).await {
-            Ok(()) => stream.flush().await,
-            Err(e) => Err(e),
-        };
-        written.map_err(|e| match e.kind() {
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-                NetError::Closed(format!(" (while sending: {e})"))
-            }
-            _ => NetError::Io(e),
-        })
+        self.stream()?.send_all(bytes).await
     }
 
     /// The next whole server message, or `NetError::Timeout` after `wait`.
@@ -123,26 +112,17 @@ impl ImapConnection {
             let Some(stream) = self.stream.as_mut() else {
                 return Err(lost_in_handshake());
             };
-            let read = tokio::time::timeout_at(deadline, stream.read(&mut self.buf)).await;
-            let n = match read {
-                Err(_) => return Err(NetError::Timeout(wait, "a server response")),
-                // A TLS peer that closes without close_notify is still a close.
-                Ok(Err(e)) if e.kind() == ErrorKind::UnexpectedEof => 0,
-                Ok(Err(e))
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-                    ) =>
-                {
+            let n = match stream
+                .read_by(&mut self.buf, deadline, wait, "a server response")
+                .await?
+            {
+                Read::Data(n) => n,
+                Read::Eof => return Err(NetError::Closed(self.framer.eof_description())),
+                Read::Reset(e) => {
                     let cut = self.framer.eof_description();
                     return Err(NetError::Closed(format!(" (reset: {e}){cut}")));
                 }
-                Ok(Err(e)) => return Err(NetError::Io(e)),
-                Ok(Ok(n)) => n,
             };
-            if n == 0 {
-                return Err(NetError::Closed(self.framer.eof_description()));
-            }
             self.framer.push(&self.buf[..n]);
         }
     }

@@ -9,16 +9,14 @@
 //! ends the reply. A line that is no reply line at all also ends the reply, so garbage cannot
 //! stall framing.
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use mailtape_proto::pop3::{
     Expect, FrameError, Framed, FramedLine, LineEnding as Pop3Ending, LineFramer, ReplyFramer,
     ReplyStatus,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::net::{NetError, Stream, TlsClient};
+use crate::net::{NetError, Read, Stream, TlsClient};
 use crate::proto::imap::LineEnding;
 
 /// How much is read from the socket at once.
@@ -109,17 +107,7 @@ impl LineConnection {
     }
 
     pub async fn send(&mut self, bytes: &[u8]) -> Result<(), NetError> {
-        let stream = self.stream.as_mut().ok_or_else(lost)?;
-        let written = match stream.write_all(bytes).await {
-            Ok(()) => stream.flush().await,
-            Err(e) => Err(e),
-        };
-        written.map_err(|e| match e.kind() {
-            ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-                NetError::Closed(format!(" (while sending: {e})"))
-            }
-            _ => NetError::Io(e),
-        })
+        self.stream.as_mut().ok_or_else(lost)?.send_all(bytes).await
     }
 
     /// The next whole reply, or `NetError::Timeout` after `wait` (partial data is kept).
@@ -130,29 +118,22 @@ impl LineConnection {
                 return Ok(r);
             }
             let stream = self.stream.as_mut().ok_or_else(lost)?;
-            let n = match tokio::time::timeout_at(deadline, stream.read(&mut self.buf)).await {
-                Err(_) => return Err(NetError::Timeout(wait, "a server reply")),
-                Ok(Err(e)) if e.kind() == ErrorKind::UnexpectedEof => 0,
-                Ok(Err(e))
-                    if matches!(
-                        e.kind(),
-                        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted
-                    ) =>
-                {
-                    return Err(NetError::Closed(format!(" (reset: {e})")));
+            let n = match stream
+                .read_by(&mut self.buf, deadline, wait, "a server reply")
+                .await?
+            {
+                Read::Data(n) => n,
+                Read::Reset(e) => return Err(NetError::Closed(format!(" (reset: {e})"))),
+                Read::Eof => {
+                    let held = self.buffered_len();
+                    let cut = if held > 0 {
+                        format!(" in the middle of a reply ({held} bytes received)")
+                    } else {
+                        String::new()
+                    };
+                    return Err(NetError::Closed(cut));
                 }
-                Ok(Err(e)) => return Err(NetError::Io(e)),
-                Ok(Ok(n)) => n,
             };
-            if n == 0 {
-                let held = self.buffered_len();
-                let cut = if held > 0 {
-                    format!(" in the middle of a reply ({held} bytes received)")
-                } else {
-                    String::new()
-                };
-                return Err(NetError::Closed(cut));
-            }
             let chunk = &self.buf[..n];
             match &mut self.framing {
                 Framing::Pop3(f) => f.feed(chunk),
