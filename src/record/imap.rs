@@ -14,7 +14,7 @@ use imap_types::core::LiteralMode;
 
 use super::journal::Entry;
 use super::lines::{
-    RECORD_CAP, b64_text, content_text, line_text, looks_like_variable, plain_login, preview,
+    RECORD_CAP, content_text, line_text, looks_like_variable, preview, sasl_response_var,
     server_line_loads,
 };
 use super::observe::Observer;
@@ -135,24 +135,10 @@ impl ImapObserver {
         };
         let index = sasl.responses;
         sasl.responses += 1;
-        let var = match (sasl.mechanism.as_str(), index) {
-            ("PLAIN", _) => {
-                if let Some(u) = plain_login(b64) {
-                    self.user = Some(u);
-                }
-                "{auth_plain}"
-            }
-            ("LOGIN", 0) => {
-                if let Some(u) = b64_text(b64) {
-                    self.user = Some(u);
-                }
-                "{user_b64}"
-            }
-            ("LOGIN", _) => "{password_b64}",
-            // No variable stands for other mechanisms' responses: write a cancel
-            // (RFC 3501 6.2.2) rather than the secret.
-            _ => "*",
-        };
+        let (var, login) = sasl_response_var(&sasl.mechanism, index, b64);
+        if login.is_some() {
+            self.user = login;
+        }
         if self.keep_secrets {
             b64.to_owned()
         } else {

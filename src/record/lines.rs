@@ -181,6 +181,23 @@ pub fn b64_text(b64: &str) -> Option<String> {
     String::from_utf8(raw).ok()
 }
 
+/// The variable that stands for the `index`th SASL response of `mechanism` (upper case),
+/// and the login it reveals, if any. A mechanism the script language has no variable for
+/// gets `*`, the cancel of every protocol's SASL exchange (RFC 3501 6.2.2, RFC 4954 4,
+/// RFC 5034 4), so that its secret is never written.
+pub fn sasl_response_var(
+    mechanism: &str,
+    index: usize,
+    b64: &str,
+) -> (&'static str, Option<String>) {
+    match (mechanism, index) {
+        ("PLAIN", _) => ("{auth_plain}", plain_login(b64)),
+        ("LOGIN", 0) => ("{user_b64}", b64_text(b64)),
+        ("LOGIN", _) => ("{password_b64}", None),
+        _ => ("*", None),
+    }
+}
+
 /// The line as script text, or `None` with a note saying why it cannot be one.
 pub fn checked(raw: &RawLine, side: &str, out: &mut Vec<super::journal::Entry>) -> Option<String> {
     if raw.cut > 0 {

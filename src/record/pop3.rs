@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use mailtape_proto::pop3::{Command, Expect, parse_command};
 
 use super::journal::Entry;
-use super::lines::{Budget, LineSplitter, RawLine, b64_text, checked, plain_login};
+use super::lines::{Budget, LineSplitter, RawLine, checked, sasl_response_var};
 use super::observe::{Observer, client_line, server_text_line};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,22 +125,11 @@ impl Pop3Observer {
 
     /// Learns the login from a SASL response and returns the variable standing for it.
     fn learn_from_response(&mut self, mechanism: &str, index: usize, b64: &str) -> String {
-        match (mechanism, index) {
-            ("PLAIN", _) => {
-                if let Some(u) = plain_login(b64) {
-                    self.user = Some(u);
-                }
-                "{auth_plain}".into()
-            }
-            ("LOGIN", 0) => {
-                if let Some(u) = b64_text(b64) {
-                    self.user = Some(u);
-                }
-                "{user_b64}".into()
-            }
-            ("LOGIN", _) => "{password_b64}".into(),
-            _ => "*".into(),
+        let (var, login) = sasl_response_var(mechanism, index, b64);
+        if login.is_some() {
+            self.user = login;
         }
+        var.to_owned()
     }
 
     fn sasl_response(&mut self, line: &str) -> String {

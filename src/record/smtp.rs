@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use super::journal::Entry;
-use super::lines::{Budget, LineSplitter, RawLine, b64_text, checked, plain_login};
+use super::lines::{Budget, LineSplitter, RawLine, checked, sasl_response_var};
 use super::observe::{Observer, client_line, server_text_line};
 use super::pop3::unfinished;
 
@@ -56,24 +56,11 @@ impl SmtpObserver {
     fn sasl_var(&mut self, mechanism: &str, b64: &str) -> String {
         let index = self.responses;
         self.responses += 1;
-        match (mechanism, index) {
-            ("PLAIN", _) => {
-                if let Some(u) = plain_login(b64) {
-                    self.user = Some(u);
-                }
-                "{auth_plain}".into()
-            }
-            ("LOGIN", 0) => {
-                if let Some(u) = b64_text(b64) {
-                    self.user = Some(u);
-                }
-                "{user_b64}".into()
-            }
-            ("LOGIN", _) => "{password_b64}".into(),
-            // A mechanism the script language has no variable for: cancel (RFC 4954 4)
-            // so that the secret is not written.
-            _ => "*".into(),
+        let (var, login) = sasl_response_var(mechanism, index, b64);
+        if login.is_some() {
+            self.user = login;
         }
+        var.to_owned()
     }
 
     fn client_raw(&mut self, raw: RawLine, out: &mut Vec<Entry>) {
