@@ -157,20 +157,33 @@ impl TargetRun {
         } = run.finish();
         let status = verdict(&problems, &violations, self.options.strict, None);
         ReplayRaw {
-            outcome: ScenarioOutcome {
-                id: scenario.id.clone(),
-                title: scenario.title.clone(),
-                file: scenario.file.clone(),
-                spec: scenario.spec.clone(),
-                target: self.target.name.clone(),
-                status,
-                problems,
-                violations,
-                transcript,
-                duration: started.elapsed(),
-            },
+            outcome: self.outcome(scenario, status, problems, violations, transcript, started),
             substitutions,
             log,
+        }
+    }
+
+    /// A finished scenario's outcome on this target.
+    fn outcome(
+        &self,
+        scenario: &Scenario,
+        status: Status,
+        problems: Vec<Problem>,
+        violations: Vec<Violation>,
+        transcript: crate::report::Transcript,
+        started: Instant,
+    ) -> ScenarioOutcome {
+        ScenarioOutcome {
+            id: scenario.id.clone(),
+            title: scenario.title.clone(),
+            file: scenario.file.clone(),
+            spec: scenario.spec.clone(),
+            target: self.target.name.clone(),
+            status,
+            problems,
+            violations,
+            transcript,
+            duration: started.elapsed(),
         }
     }
 
@@ -213,18 +226,7 @@ impl TargetRun {
             ),
         };
         RawOutcome {
-            outcome: ScenarioOutcome {
-                id: scenario.id.clone(),
-                title: scenario.title.clone(),
-                file: scenario.file.clone(),
-                spec: scenario.spec.clone(),
-                target: self.target.name.clone(),
-                status,
-                problems,
-                violations,
-                transcript,
-                duration: started.elapsed(),
-            },
+            outcome: self.outcome(scenario, status, problems, violations, transcript, started),
             substitutions,
             completed,
             text_sessions,
