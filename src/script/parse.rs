@@ -37,16 +37,20 @@ pub const PREDEFINED_VARS: [&str; 6] = [
 
 /// Reads and parses a scenario file.
 pub fn load(path: &Path) -> Result<Scenario, ScriptError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScriptError {
+    parse_str(path, &read(path, "the scenario file")?)
+}
+
+/// A file's text; an error at its first line naming `what` could not be read.
+fn read(path: &Path, what: &str) -> Result<String, ScriptError> {
+    std::fs::read_to_string(path).map_err(|e| ScriptError {
         loc: Loc {
             file: path.to_path_buf(),
             line: 1,
             column: 1,
         },
-        message: format!("cannot read the scenario file: {e}"),
+        message: format!("cannot read {what}: {e}"),
         snippet: String::new(),
-    })?;
-    parse_str(path, &text)
+    })
 }
 
 /// Parses scenario text; `path` is used for locations and kept in [`Scenario::file`].
@@ -59,16 +63,7 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Scenario, ScriptError> {
 /// no valid pattern (unbalanced brackets or quotes in a server's text) still loads, as a line
 /// whose only meaning is its tag and status, instead of making the whole recording unusable.
 pub fn load_recording(path: &Path) -> Result<Scenario, ScriptError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ScriptError {
-        loc: Loc {
-            file: path.to_path_buf(),
-            line: 1,
-            column: 1,
-        },
-        message: format!("cannot read the recording: {e}"),
-        snippet: String::new(),
-    })?;
-    parse_recording(path, &text)
+    parse_recording(path, &read(path, "the recording")?)
 }
 
 /// [`load_recording`] from text.
