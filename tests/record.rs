@@ -812,6 +812,7 @@ async fn recorded_session_runs_against_a_fresh_reference_server() {
         move || {
             Command::new(env!("CARGO_BIN_EXE_mailtape"))
                 .arg("run")
+                .arg("--no-snapshots")
                 .arg(&file)
                 .output()
                 .unwrap()
@@ -899,6 +900,7 @@ async fn imaplib_against_dovecot() {
         let out = tokio::task::spawn_blocking(move || {
             Command::new(env!("CARGO_BIN_EXE_mailtape"))
                 .arg("run")
+                .arg("--no-snapshots")
                 .arg(&file)
                 .args(["--target", &url, "--ca-file", &ca])
                 .output()
@@ -965,6 +967,7 @@ async fn imap_authenticate_is_redacted_and_runs() {
     let out = tokio::task::spawn_blocking(move || {
         Command::new(env!("CARGO_BIN_EXE_mailtape"))
             .arg("run")
+            .arg("--no-snapshots")
             .arg(&file)
             .arg("--account")
             .arg("bob:bobpw")
