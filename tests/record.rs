@@ -649,6 +649,57 @@ async fn silent_upstream_disconnects_the_client_with_a_note() {
     hold.abort();
 }
 
+/// A client that sends LOGOUT and closes at once still gets the server's answer into the
+/// recording; an upstream that keeps the connection open after that is waited for only
+/// briefly.
+#[tokio::test]
+async fn answers_after_the_client_closed_are_recorded() {
+    for upstream_closes in [true, false] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = listener.local_addr().unwrap();
+        let fake = tokio::spawn(async move {
+            drop(listener.accept().await.unwrap());
+            let (mut s, _) = listener.accept().await.unwrap();
+            s.write_all(b"* OK fake ready\r\n").await.unwrap();
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            while !got.ends_with(b"a1 LOGOUT\r\n") {
+                let n = s.read(&mut buf).await.unwrap();
+                assert!(n > 0, "the proxy closed before relaying LOGOUT");
+                got.extend_from_slice(&buf[..n]);
+            }
+            // Answer only after the client is surely gone.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            s.write_all(b"* BYE see you\r\na1 OK logged out\r\n")
+                .await
+                .unwrap();
+            if upstream_closes {
+                drop(s);
+            } else {
+                tokio::time::sleep(WAIT).await;
+            }
+        });
+        let mut setup = Setup::new(endpoint(Protocol::Imap, Security::Plain, up_addr));
+        setup.read = Duration::from_millis(800);
+        let proxy = setup.start().await;
+        let mut c = TcpStream::connect(proxy.addr).await.unwrap();
+        read_until(&mut c, b"ready\r\n").await;
+        c.write_all(b"a1 LOGOUT\r\n").await.unwrap();
+        drop(c);
+        let started = Instant::now();
+        let (_, proxy) = proxy.finished().await;
+        let waited = started.elapsed();
+        let text = proxy.text();
+        assert!(text.contains("C1: a1 LOGOUT\n"), "{text}");
+        assert!(text.contains("S1: * BYE see you\n"), "{text}");
+        assert!(text.contains("S1: a1 OK logged out\n"), "{text}");
+        assert!(!text.contains("failed"), "{text}");
+        // Bounded by the read timeout (800 ms) whether or not the upstream closes.
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        fake.abort();
+    }
+}
+
 #[tokio::test]
 async fn unreachable_upstream_is_named() {
     let port = {

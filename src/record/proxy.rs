@@ -21,6 +21,9 @@ use crate::report::Direction;
 use crate::target::{Endpoint, Security};
 
 const BUF: usize = 16 * 1024;
+/// How long the upstream's last answer is awaited after the client closed (at most the read
+/// timeout).
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How a relay phase ended.
 enum Outcome {
@@ -145,6 +148,10 @@ async fn relay(
     let (mut flush_up, mut flush_cl) = (false, false);
     let (mut client_eof, mut upstream_eof) = (false, false);
     let mut upgrade = false;
+    // Set once the client has closed: until when the upstream's last answer is still read.
+    let mut drain_until: Option<Instant> = None;
+    // The client stopped taking bytes after it closed; what the upstream says is still recorded.
+    let mut client_gone = false;
     // Since when the upstream owes the client an answer (greeting, or bytes the client sent).
     let mut owed_since = greeting.then(Instant::now);
     let read_timeout = shared.timeouts.read;
@@ -161,11 +168,14 @@ async fn relay(
             let _ = cw.shutdown().await;
             return Outcome::Closed;
         }
-        if client_eof && !up_pending && !flush_up {
+        if client_eof && !up_pending && !flush_up && drain_until.is_none() {
+            // The client is done sending, but the server may still owe it the answer to the
+            // last command (a LOGOUT's BYE, a QUIT's 221): keep reading for a short, bounded
+            // while so the recording ends with it.
             let _ = uw.shutdown().await;
-            return Outcome::Closed;
+            drain_until = Some(Instant::now() + read_timeout.min(DRAIN));
         }
-        let deadline = owed_since.map(|t| t + read_timeout);
+        let deadline = drain_until.or(owed_since.map(|t| t + read_timeout));
         let timer = async move {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d).await,
@@ -192,6 +202,13 @@ async fn relay(
                 Err(e) => return Outcome::Failed(format!("writing to the upstream: {e}")),
             },
             r = write_or_flush(&mut cw, &to_cl[cl_off..]), if cl_pending || flush_cl => match r {
+                // A client that closed may not read its last answer; that is not a failure.
+                Ok(Some(0)) | Err(_) if client_eof => {
+                    client_gone = true;
+                    to_cl.clear();
+                    cl_off = 0;
+                    flush_cl = false;
+                }
                 Ok(Some(0)) => return Outcome::Failed("the client stopped accepting data".into()),
                 Ok(Some(n)) => {
                     cl_off += n;
@@ -254,13 +271,18 @@ async fn relay(
                         )));
                     }
                     crate::report::trace::message(&(session + 1).to_string(), Direction::Server, false, &chunk[..forward]);
-                    to_cl.extend_from_slice(&chunk[..forward]);
+                    if !client_gone {
+                        to_cl.extend_from_slice(&chunk[..forward]);
+                    }
                     shared.stats.bytes_down.fetch_add(forward as u64, Ordering::Relaxed);
                     shared.record(session, out, observer.user());
                 }
                 Err(e) => return Outcome::Failed(format!("reading from the upstream: {e}")),
             },
             () = timer => {
+                if drain_until.is_some() {
+                    return Outcome::Closed;
+                }
                 return Outcome::Failed(format!(
                     "the upstream sent nothing for {read_timeout:?} while the client waited; the client was disconnected"
                 ));
