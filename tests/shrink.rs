@@ -336,6 +336,19 @@ fn a_difference_shrinks_against_fresh_reference_servers() {
             .any(|c| c.contains("LOGOUT") || c.contains("EXPUNGE")),
         "{kept:#?}"
     );
+    // What the FETCH needs stays: without LOGIN or SELECT it would differ at the same line
+    // with a BAD instead of the flags, which is not the same failure.
+    for needed in ["LOGIN", "SELECT", "APPEND"] {
+        assert!(kept.iter().any(|c| c.contains(needed)), "{kept:#?}");
+    }
+    let min = dir.path().join("differs.min.ron").display().to_string();
+    let (code, out) = mailtape(vec!["replay".into(), min]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("-S1: * 3 FETCH (FLAGS (\\Answered \\Recent) UID <uid#3>)")
+            && out.contains("+S1: * 3 FETCH (FLAGS (\\Recent) UID <uid#3>)"),
+        "{out}"
+    );
 }
 
 /// A recording of three sessions (IMAP, SMTP, POP3) with one recorded POP3 answer the server

@@ -46,6 +46,10 @@ pub struct SessionDiff {
     /// The recorded line where the first difference is (for a line the server added, the
     /// recorded line it came before, or the last one).
     pub first_difference: Option<Loc>,
+    /// The live lines of the first difference (none when the server left a recorded line
+    /// out): with `first_difference`, what tells one failure from another when shrinking.
+    #[serde(skip)]
+    pub first_live: Vec<String>,
 }
 
 /// Everything a replay found.
@@ -238,17 +242,37 @@ fn compare_session(
     } else {
         format!(" (session {name})")
     };
-    let (diff, first_difference) = if recorded == live {
-        (String::new(), None)
+    let (diff, first_difference, first_live) = if recorded == live {
+        (String::new(), None, Vec::new())
     } else {
         let ops = TextDiff::from_lines(&recorded, &live);
         let first = ops.ops().iter().find_map(|op| match *op {
             DiffOp::Equal { .. } => None,
-            DiffOp::Delete { old_index, .. }
-            | DiffOp::Replace { old_index, .. }
-            | DiffOp::Insert { old_index, .. } => Some(old_index),
+            DiffOp::Delete { old_index, .. } => Some((old_index, 0..0)),
+            DiffOp::Replace {
+                old_index,
+                new_index,
+                new_len,
+                ..
+            }
+            | DiffOp::Insert {
+                old_index,
+                new_index,
+                new_len,
+            } => Some((old_index, new_index..new_index + new_len)),
         });
-        let loc = first.and_then(|i| locs.get(i).or_else(|| locs.last()).cloned().flatten());
+        let loc = first
+            .as_ref()
+            .and_then(|(i, _)| locs.get(*i).or_else(|| locs.last()).cloned().flatten());
+        let first_live = first
+            .map(|(_, range)| {
+                live.lines()
+                    .skip(range.start)
+                    .take(range.len())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
         (
             unified_diff(
                 &recorded,
@@ -257,6 +281,7 @@ fn compare_session(
                 &format!("live{label}"),
             ),
             loc,
+            first_live,
         )
     };
     SessionDiff {
@@ -268,6 +293,7 @@ fn compare_session(
         live,
         diff,
         first_difference,
+        first_live,
     }
 }
 
@@ -370,7 +396,10 @@ mod tests {
         // The original file's numbering counts.
         assert_eq!(
             failure(&r, None, &|l| l + 100),
-            Some(Failure::Difference { line: 112 })
+            Some(Failure::Difference {
+                line: 112,
+                live: vec!["S1: * # EXISTS".to_string()]
+            })
         );
         // An extra live line: the recorded line it came before.
         let r = report(
@@ -381,6 +410,40 @@ mod tests {
             Vec::new(),
         );
         assert_eq!(r.sessions[0].first_difference, Some(loc(13)));
+        assert_eq!(r.sessions[0].first_live, ["S1: * 1 RECENT"]);
+    }
+
+    /// Shrinking must keep what a command needs: a candidate whose FETCH lost its LOGIN
+    /// differs at the same line, but with another answer, so it does not fail the same way.
+    /// A count that drifts between replays still does.
+    #[test]
+    fn a_difference_at_the_same_line_with_another_answer_is_another_failure() {
+        let flags = |live: &str| {
+            let r = report(
+                log(&["* 1 FETCH (FLAGS ())", "a1 OK"], &[live, "a1 OK"]),
+                Vec::new(),
+            );
+            failure(&r, None, &|l| l)
+        };
+        let seen = flags("* 1 FETCH (FLAGS (\\Seen))");
+        assert!(seen.is_some());
+        assert_eq!(seen, flags("* 2 FETCH (FLAGS (\\Seen))"));
+        let lost_login = report(
+            log(
+                &["* 1 FETCH (FLAGS ())", "a1 OK"],
+                &["a1 BAD not logged in"],
+            ),
+            Vec::new(),
+        );
+        let lost_login = failure(&lost_login, None, &|l| l);
+        assert_eq!(
+            lost_login.as_ref().map(|f| f.to_string()),
+            Some(
+                "differs from the recording at line 12 (original file), where the server now says `S1: a# BAD`"
+                    .to_string()
+            )
+        );
+        assert_ne!(seen, lost_login);
     }
 
     #[test]

@@ -230,8 +230,10 @@ pub enum Failure {
     /// These rules are violated (the failing ones: MUST, SHOULD under `--strict`).
     Rules(BTreeSet<String>),
     /// No violation, but the server's answers differ from the recording (or it stopped
-    /// answering) first at this line of the original file.
-    Difference { line: usize },
+    /// answering) first at this line of the original file, and there it now says `live`
+    /// (digits masked, so a count that drifts between replays does not matter; a candidate
+    /// that lost the LOGIN or SELECT a command needs answers differently and is refused).
+    Difference { line: usize, live: Vec<String> },
 }
 
 impl std::fmt::Display for Failure {
@@ -242,11 +244,15 @@ impl std::fmt::Display for Failure {
                 let list: Vec<&str> = rules.iter().map(String::as_str).collect();
                 write!(f, "violates {}", list.join(", "))
             }
-            Failure::Difference { line } => {
+            Failure::Difference { line, live } => {
                 write!(
                     f,
                     "differs from the recording at line {line} (original file)"
-                )
+                )?;
+                match live.first() {
+                    Some(first) => write!(f, ", where the server now says `{first}`"),
+                    None => Ok(()),
+                }
             }
         }
     }
@@ -273,22 +279,49 @@ pub fn failure(
     if !rules.is_empty() {
         return Some(Failure::Rules(rules));
     }
+    // A problem says what went wrong in its own words, which name lines and values of the
+    // candidate; its kind is what must stay the same.
     let problem_lines = report.problems.iter().filter_map(|p| match p {
-        crate::report::Problem::Timeout { loc, .. } | crate::report::Problem::Error { loc, .. } => {
-            loc.as_ref().map(|l| l.line)
+        crate::report::Problem::Timeout { loc, .. } => loc
+            .as_ref()
+            .map(|l| (l.line, vec!["(no answer)".to_string()])),
+        crate::report::Problem::Error { loc, .. } => {
+            loc.as_ref().map(|l| (l.line, vec!["(error)".to_string()]))
         }
-        crate::report::Problem::Mismatch { loc, .. } => Some(loc.line),
+        crate::report::Problem::Mismatch { loc, .. } => {
+            Some((loc.line, vec!["(mismatch)".to_string()]))
+        }
         _ => None,
     });
-    let diff_lines = report
-        .sessions
-        .iter()
-        .filter_map(|s| s.first_difference.as_ref().map(|l| l.line));
+    let diff_lines = report.sessions.iter().filter_map(|s| {
+        let live = s.first_live.iter().map(|l| mask_digits(l)).collect();
+        s.first_difference.as_ref().map(|l| (l.line, live))
+    });
     problem_lines
         .chain(diff_lines)
-        .map(original)
+        .map(|(line, live)| (original(line), live))
         .min()
-        .map(|line| Failure::Difference { line })
+        .map(|(line, live)| Failure::Difference { line, live })
+}
+
+/// Every run of digits after the `S1:` prefix as `#`.
+fn mask_digits(line: &str) -> String {
+    let (prefix, rest) = line.split_once(": ").unwrap_or(("", line));
+    let mut out = String::with_capacity(line.len());
+    if !prefix.is_empty() {
+        out.push_str(prefix);
+        out.push_str(": ");
+    }
+    let mut in_digits = false;
+    for c in rest.chars() {
+        if !c.is_ascii_digit() {
+            out.push(c);
+        } else if !in_digits {
+            out.push('#');
+        }
+        in_digits = c.is_ascii_digit();
+    }
+    out
 }
 
 /// Where the shrinker is, for a progress display.
