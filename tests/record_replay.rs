@@ -2,7 +2,8 @@
 //! STARTTLS), then `mailtape replay` of that file against a fresh reference server and, where
 //! the CI Dovecot runs, recordings made against Dovecot replayed against Dovecot (clean)
 //! and against the reference server (only the differences docs/replay.md explains); and
-//! smtplib then poplib through one `mailtape record` with two --listen/--upstream pairs.
+//! smtplib then poplib through one `mailtape record` with two --listen/--upstream pairs; and
+//! curl over SMTP, IMAP and POP3 through three pairs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -419,4 +420,163 @@ async fn smtp_and_pop3_pairs_record_into_one_file_that_replays_clean() {
     );
     assert_eq!(out.matches("same as recorded").count(), 2, "{out}");
     server.shutdown().await;
+}
+
+/// Runs curl with arguments, killed (by its own handle) after [`WAIT`]; its stdout, or `None`
+/// when curl is not installed.
+fn curl(args: &[String]) -> Option<String> {
+    let child = Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "30"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("curl: {e}"),
+    };
+    let started = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            break;
+        }
+        if started.elapsed() > WAIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("curl still running after {WAIT:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("curl output");
+    assert!(out.status.success(), "curl {args:?} failed: {}", out.status);
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// curl, another real client: one message over SMTP (with a line starting with a dot), read
+/// back over IMAP (`AUTHENTICATE PLAIN` with an initial response) and POP3 (`AUTH PLAIN`),
+/// all through one `mailtape record` with three pairs. The file replays clean against a fresh
+/// reference server: the trace headers the server added (queue id, time) do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_over_smtp_imap_and_pop3_records_and_replays_clean() {
+    let server = reference_server::start(reference_server::Config::default())
+        .await
+        .expect("reference server");
+    let upstreams = [
+        (Protocol::Smtp, server.smtp.expect("smtp listener")),
+        (Protocol::Imap, server.imap.expect("imap listener")),
+        (Protocol::Pop3, server.pop3.expect("pop3 listener")),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let output = dir.path().join("curl.ron");
+    let recorder = Recorder::bind(Options {
+        routes: upstreams
+            .iter()
+            .map(|&(protocol, addr)| Route {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                upstream: Endpoint {
+                    protocol,
+                    security: Security::Plain,
+                    host: "127.0.0.1".into(),
+                    port: addr.port(),
+                },
+            })
+            .collect(),
+        output: output.clone(),
+        per_connection: false,
+        keep_secrets: false,
+        capture_uidvalidity: false,
+        connections: Some(4),
+        cert: TlsSource::Generate,
+        cert_out: None,
+        tls: TlsOptions::default(),
+        timeouts: Timeouts {
+            connect: Duration::from_secs(5),
+            tls: Duration::from_secs(5),
+            read: Duration::from_secs(30),
+        },
+    })
+    .await
+    .expect("the proxy binds");
+    let ports: Vec<u16> = recorder
+        .local_addrs()
+        .expect("local addresses")
+        .iter()
+        .map(|a| a.port())
+        .collect();
+    let task = tokio::spawn(recorder.run(std::future::pending()));
+    let message = dir.path().join("message.eml");
+    std::fs::write(
+        &message,
+        "From: Bob <bob@example.test>\r\nTo: Alice <alice@example.test>\r\nSubject: via curl\r\n\r\n.a line with a dot\r\nbody\r\n",
+    )
+    .expect("message file");
+    let message = message.display().to_string();
+    let user = "alice:alicepw".to_string();
+    let runs: Vec<Vec<String>> = vec![
+        vec![
+            format!("smtp://127.0.0.1:{}/client.example.test", ports[0]),
+            "--mail-from".into(),
+            "bob@example.test".into(),
+            "--mail-rcpt".into(),
+            "alice@example.test".into(),
+            "--upload-file".into(),
+            message,
+        ],
+        vec![
+            "-u".into(),
+            user.clone(),
+            format!("imap://127.0.0.1:{}/INBOX;UID=1", ports[1]),
+        ],
+        vec![
+            "-u".into(),
+            user.clone(),
+            format!("pop3://127.0.0.1:{}/", ports[2]),
+        ],
+        vec![
+            "-u".into(),
+            user,
+            format!("pop3://127.0.0.1:{}/1", ports[2]),
+        ],
+    ];
+    let outputs = tokio::task::spawn_blocking(move || {
+        runs.iter()
+            .map(|args| curl(args))
+            .collect::<Option<Vec<String>>>()
+    })
+    .await
+    .expect("join");
+    let Some(outputs) = outputs else {
+        println!("SKIP: curl is not installed");
+        task.abort();
+        return;
+    };
+    assert!(outputs[1].contains("Subject: via curl"), "{outputs:?}");
+    assert!(outputs[2].starts_with("1 "), "{outputs:?}");
+    assert!(
+        outputs[3].contains("\r\n.a line with a dot\r\n"),
+        "{outputs:?}"
+    );
+    tokio::time::timeout(WAIT, task)
+        .await
+        .expect("the proxy stops after its four connections")
+        .expect("join")
+        .expect("the recording is written");
+    server.shutdown().await;
+
+    let text = std::fs::read_to_string(&output).expect("recording");
+    for want in [
+        "C1: EHLO client.example.test\n",
+        "C1: .a line with a dot\n",
+        "C2: A002 AUTHENTICATE PLAIN {auth_plain}\n",
+        "C3: AUTH PLAIN\n",
+        "C4: RETR 1\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?}:\n{text}");
+    }
+    assert!(!text.contains("alicepw"), "{text}");
+    let (code, out) = mailtape_async(vec!["replay".into(), output.display().to_string()]).await;
+    assert_eq!(code, 0, "{out}\n{text}");
+    assert_eq!(out.matches("same as recorded").count(), 4, "{out}");
 }

@@ -2,11 +2,13 @@
 //! CONTRACT: the types below; the report helper adds human.rs, json.rs, junit.rs, snapshot.rs.
 //!
 //! - [`normalize`](mod@normalize): a [`Transcript`] as stable text (volatile values become placeholders).
+//! - [`headers`]: the message-header filter both normalizers use (Date, Message-ID, trace headers).
 //! - [`snapshot`]: the per-target snapshot store, its policy and unified diffs.
 //! - [`human`]: terminal output (scenario lines, failure details, summary).
 //! - [`json`]: the versioned `--format json` document (docs/json-report.md).
 //! - [`junit`]: the `--junit FILE` XML.
 
+pub mod headers;
 pub mod human;
 pub mod json;
 pub mod junit;

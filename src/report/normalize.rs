@@ -7,8 +7,8 @@
 //!
 //! Values that change from run to run are replaced by fixed placeholders so that two runs
 //! against the same server give the same text: UIDVALIDITY values, date-times, the
-//! human-readable text after a status (`OK`, `NO`, ...), credentials, Message-ID and Date
-//! headers inside literals, ID response values, and whatever the caller names (the run's
+//! human-readable text after a status (`OK`, `NO`, ...), credentials, Message-ID, Date and
+//! trace headers inside literals (`report::headers`), ID response values, and whatever the caller names (the run's
 //! fresh mailbox names, account logins). The lines are tokenized with a small IMAP lexer so
 //! that a replacement only ever hits a whole value in the right position.
 
@@ -327,7 +327,7 @@ fn normalize_message(
             Tok::Quoted(q) => *q = subs.apply(q),
             Tok::Literal { announce, data } => {
                 let text = escape_literal(data);
-                let normal = subs.apply(&normalize_headers(&text));
+                let normal = subs.apply(&escape_literal(&super::headers::normalize_message(data)));
                 if normal != text {
                     let digits: String = announce.chars().filter(char::is_ascii_digit).collect();
                     *announce = announce.replacen(&digits, LITERAL_SIZE, 1);
@@ -629,51 +629,6 @@ fn escape_literal(data: &[u8]) -> String {
     }
     text.push_str(&escape_lossy(rest));
     text
-}
-
-/// Replaces the Date and Message-ID header values of a message-shaped literal.
-pub(crate) fn normalize_headers(text: &str) -> String {
-    let looks_like_header = text
-        .lines()
-        .next()
-        .and_then(|l| l.split_once(':'))
-        .is_some_and(|(name, _)| !name.is_empty() && !name.contains(' '));
-    if !looks_like_header {
-        return text.to_string();
-    }
-    let mut out = Vec::new();
-    let mut in_header = true;
-    let mut skipping_fold = false;
-    let lines: Vec<&str> = text.split('\n').collect();
-    for line in lines {
-        if !in_header {
-            out.push(line.to_string());
-            continue;
-        }
-        if line.is_empty() {
-            in_header = false;
-            out.push(String::new());
-            continue;
-        }
-        if skipping_fold && (line.starts_with(' ') || line.starts_with('\t')) {
-            // Folded continuation of a header we replaced (RFC 5322 2.2.3).
-            continue;
-        }
-        skipping_fold = false;
-        let name = line.split_once(':').map(|(n, _)| n);
-        match name {
-            Some(n) if n.eq_ignore_ascii_case("Date") => {
-                out.push(format!("{n}: {DATE}"));
-                skipping_fold = true;
-            }
-            Some(n) if n.eq_ignore_ascii_case("Message-ID") => {
-                out.push(format!("{n}: {MESSAGE_ID}"));
-                skipping_fold = true;
-            }
-            _ => out.push(line.to_string()),
-        }
-    }
-    out.join("\n")
 }
 
 /// The caller's `(value, placeholder)` pairs, longest value first.

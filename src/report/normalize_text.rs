@@ -10,18 +10,14 @@
 //! whose values vary (Date, Message-ID) or that an MTA adds on its way (Received, ...).
 
 use crate::report::Direction;
-use crate::report::normalize::{DATE, MESSAGE_ID, PASSWORD, escape_lossy};
+use crate::report::headers::HeaderFilter;
+use crate::report::normalize::{PASSWORD, escape_lossy};
 use crate::script::Protocol;
 
 /// Replaces a POP3 unique-id (UIDL): every server makes up its own.
 pub const UIDL: &str = "<uidl>";
-/// Replaces the value of a trace header an MTA adds (Received, Return-Path, Delivered-To).
-pub const TRACE: &str = "<trace>";
 /// Replaces the implementation string in a POP3 CAPA listing.
 pub const IMPLEMENTATION: &str = "<implementation>";
-
-/// Headers an MTA adds on delivery; their values name hosts, queue ids and times.
-const TRACE_HEADERS: [&str; 4] = ["Received", "Return-Path", "Delivered-To", "X-Original-To"];
 
 /// What one POP3 or SMTP session needs to remember between messages.
 #[derive(Debug, Clone)]
@@ -228,56 +224,6 @@ fn enhanced_code(text: &str) -> Option<&str> {
             .iter()
             .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
     ok.then_some(word)
-}
-
-/// Message header lines of a RETR/TOP reply: volatile values become placeholders, trace
-/// headers one line each (their folded continuations dropped).
-struct HeaderFilter {
-    in_header: bool,
-    skipping_fold: bool,
-}
-
-impl HeaderFilter {
-    fn new(message: bool) -> HeaderFilter {
-        HeaderFilter {
-            in_header: message,
-            skipping_fold: false,
-        }
-    }
-
-    /// The line to show, or `None` to drop it.
-    fn line(&mut self, l: &str) -> Option<String> {
-        if !self.in_header {
-            return Some(l.to_string());
-        }
-        if l.is_empty() || l == "." {
-            self.in_header = false;
-            return Some(l.to_string());
-        }
-        if l.starts_with(' ') || l.starts_with('\t') {
-            return (!self.skipping_fold).then(|| l.to_string());
-        }
-        self.skipping_fold = false;
-        let Some((name, _)) = l.split_once(':') else {
-            return Some(l.to_string());
-        };
-        let placeholder = if name.eq_ignore_ascii_case("Date") {
-            Some(DATE)
-        } else if name.eq_ignore_ascii_case("Message-ID") {
-            Some(MESSAGE_ID)
-        } else if TRACE_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(name)) {
-            Some(TRACE)
-        } else {
-            None
-        };
-        match placeholder {
-            Some(p) => {
-                self.skipping_fold = true;
-                Some(format!("{name}: {p}"))
-            }
-            None => Some(l.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]
