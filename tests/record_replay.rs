@@ -460,16 +460,33 @@ fn curl(args: &[String]) -> Option<String> {
 /// reference server: the trace headers the server added (queue id, time) do not count.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_over_smtp_imap_and_pop3_records_and_replays_clean() {
+    curl_session(false).await;
+}
+
+/// The same with `--ssl-reqd`: curl upgrades every session with STARTTLS/STLS (trusting the
+/// proxy's certificate), the SMTP one on the submission port with AUTH; the proxy upgrades
+/// its upstream legs too, and the recording replays clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_with_starttls_on_every_protocol_records_and_replays_clean() {
+    curl_session(true).await;
+}
+
+async fn curl_session(starttls: bool) {
     let server = reference_server::start(reference_server::Config::default())
         .await
         .expect("reference server");
+    let smtp = match starttls {
+        true => server.submission.expect("submission listener"),
+        false => server.smtp.expect("smtp listener"),
+    };
     let upstreams = [
-        (Protocol::Smtp, server.smtp.expect("smtp listener")),
+        (Protocol::Smtp, smtp),
         (Protocol::Imap, server.imap.expect("imap listener")),
         (Protocol::Pop3, server.pop3.expect("pop3 listener")),
     ];
     let dir = tempfile::tempdir().expect("tempdir");
     let output = dir.path().join("curl.ron");
+    let proxy_ca = dir.path().join("proxy-ca.pem");
     let recorder = Recorder::bind(Options {
         routes: upstreams
             .iter()
@@ -489,8 +506,12 @@ async fn curl_over_smtp_imap_and_pop3_records_and_replays_clean() {
         capture_uidvalidity: false,
         connections: Some(4),
         cert: TlsSource::Generate,
-        cert_out: None,
-        tls: TlsOptions::default(),
+        cert_out: Some(proxy_ca.clone()),
+        tls: TlsOptions {
+            ca_file: None,
+            extra_roots: vec![server.certificate.clone()],
+            insecure: false,
+        },
         timeouts: Timeouts {
             connect: Duration::from_secs(5),
             tls: Duration::from_secs(5),
@@ -512,33 +533,44 @@ async fn curl_over_smtp_imap_and_pop3_records_and_replays_clean() {
         "From: Bob <bob@example.test>\r\nTo: Alice <alice@example.test>\r\nSubject: via curl\r\n\r\n.a line with a dot\r\nbody\r\n",
     )
     .expect("message file");
-    let message = message.display().to_string();
-    let user = "alice:alicepw".to_string();
+    // With STARTTLS every curl upgrades (trusting the proxy); the submission port wants AUTH.
+    let mut common: Vec<String> = Vec::new();
+    let mut smtp_auth: Vec<String> = Vec::new();
+    if starttls {
+        common = vec![
+            "--ssl-reqd".into(),
+            "--cacert".into(),
+            proxy_ca.display().to_string(),
+        ];
+        smtp_auth = vec!["-u".into(), "bob:bobpw".into()];
+    }
+    let with = |rest: Vec<String>| [common.clone(), rest].concat();
+    let user = || vec!["-u".to_string(), "alice:alicepw".to_string()];
     let runs: Vec<Vec<String>> = vec![
-        vec![
-            format!("smtp://127.0.0.1:{}/client.example.test", ports[0]),
-            "--mail-from".into(),
-            "bob@example.test".into(),
-            "--mail-rcpt".into(),
-            "alice@example.test".into(),
-            "--upload-file".into(),
-            message,
-        ],
-        vec![
-            "-u".into(),
-            user.clone(),
-            format!("imap://127.0.0.1:{}/INBOX;UID=1", ports[1]),
-        ],
-        vec![
-            "-u".into(),
-            user.clone(),
-            format!("pop3://127.0.0.1:{}/", ports[2]),
-        ],
-        vec![
-            "-u".into(),
-            user,
-            format!("pop3://127.0.0.1:{}/1", ports[2]),
-        ],
+        with(
+            [
+                smtp_auth,
+                vec![
+                    format!("smtp://127.0.0.1:{}/client.example.test", ports[0]),
+                    "--mail-from".into(),
+                    "bob@example.test".into(),
+                    "--mail-rcpt".into(),
+                    "alice@example.test".into(),
+                    "--upload-file".into(),
+                    message.display().to_string(),
+                ],
+            ]
+            .concat(),
+        ),
+        with(
+            [
+                user(),
+                vec![format!("imap://127.0.0.1:{}/INBOX;UID=1", ports[1])],
+            ]
+            .concat(),
+        ),
+        with([user(), vec![format!("pop3://127.0.0.1:{}/", ports[2])]].concat()),
+        with([user(), vec![format!("pop3://127.0.0.1:{}/1", ports[2])]].concat()),
     ];
     let outputs = tokio::task::spawn_blocking(move || {
         runs.iter()
@@ -566,16 +598,28 @@ async fn curl_over_smtp_imap_and_pop3_records_and_replays_clean() {
     server.shutdown().await;
 
     let text = std::fs::read_to_string(&output).expect("recording");
-    for want in [
+    let mut wanted = vec![
         "C1: EHLO client.example.test\n",
         "C1: .a line with a dot\n",
-        "C2: A002 AUTHENTICATE PLAIN {auth_plain}\n",
+        " AUTHENTICATE PLAIN {auth_plain}\n",
         "C3: AUTH PLAIN\n",
         "C4: RETR 1\n",
-    ] {
+    ];
+    if starttls {
+        wanted.extend([
+            "C1: STARTTLS\n",
+            "C1: AUTH PLAIN\n",
+            "C1: {auth_plain}\n",
+            "C3: STLS\n",
+        ]);
+    }
+    for want in wanted {
         assert!(text.contains(want), "missing {want:?}:\n{text}");
     }
-    assert!(!text.contains("alicepw"), "{text}");
+    assert!(
+        !text.contains("alicepw") && !text.contains("bobpw"),
+        "{text}"
+    );
     let (code, out) = mailtape_async(vec!["replay".into(), output.display().to_string()]).await;
     assert_eq!(code, 0, "{out}\n{text}");
     assert_eq!(out.matches("same as recorded").count(), 4, "{out}");
