@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::report::normalize::{line_prefix, normalize, substitute};
+use crate::report::normalize::{SEPARATOR, line_prefix, normalize_entries, substitute};
 use crate::report::normalize_text::TextSession;
 use crate::report::{Transcript, TranscriptEntry};
 use crate::script::{Protocol, Scenario};
@@ -22,9 +22,6 @@ pub struct CellText {
     /// Only the script's own lines: what servers are compared on.
     pub compared: String,
 }
-
-/// Placeholder for the hierarchy separator (the scenario variable's name).
-const SEPARATOR: &str = "{sep}";
 
 /// Normalizes one cell's transcript. `substitutions` are the run's (fresh mailbox names,
 /// logins); `separator` is the server's hierarchy separator, so that `{box}/child` on one
@@ -54,7 +51,9 @@ pub fn cell_text(
         .cloned()
         .collect();
     let imap_count = imap.len();
-    let imap_text = normalize(&Transcript { entries: imap }, &subs);
+    // In the canonical form: what RFC 3501 leaves open (order of flags, capabilities and
+    // FETCH items, quoting of an atom-like string) is not a disagreement.
+    let imap_text = normalize_entries(&Transcript { entries: imap }, &subs, true).concat();
     let mut imap_chunks = split_chunks(&imap_text).into_iter();
     let chunks_match = imap_text.lines().filter(|l| !l.starts_with(' ')).count() == imap_count;
 

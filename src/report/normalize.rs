@@ -22,6 +22,8 @@ pub const DATE: &str = "<date>";
 pub const PASSWORD: &str = "<password>";
 /// Replaces a Message-ID header value or an ENVELOPE message-id.
 pub const MESSAGE_ID: &str = "<message-id>";
+/// Stands for the server's hierarchy separator where a caller substitutes it (`compare`).
+pub const SEPARATOR: &str = "{sep}";
 /// Replaces each value of an ID response.
 pub const ID_VALUE: &str = "<id>";
 /// Replaces the count in the `{N}` announcement of a literal whose content was normalized
@@ -340,6 +342,40 @@ fn normalize_message(
     toks
 }
 
+/// ATOM-CHARs only (RFC 3501 9): no space, control, `(){%*"\]` or 8-bit byte.
+fn could_be_atom(text: &str) -> bool {
+    text.bytes()
+        .all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\[]".contains(&b))
+}
+
+/// `text` without the `{name}` placeholders the caller's substitutions put in: they stand
+/// for values such as the run's fresh mailbox names, which are atoms on every server, so a
+/// quoted `"{mailbox}/new"` and a bare `{mailbox}/new` compare equal.
+fn without_placeholders(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        let name_len = rest[open + 1..].find('}').filter(|&n| {
+            n > 0
+                && rest[open + 1..open + 1 + n]
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_:-".contains(&b))
+        });
+        match name_len {
+            Some(n) => {
+                out.push_str(&rest[..open]);
+                rest = &rest[open + n + 2..];
+            }
+            None => {
+                out.push_str(&rest[..=open]);
+                rest = &rest[open + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// See [`normalize_entries`]: sets in one order, equal values in one spelling.
 fn canonical_order(toks: &mut Vec<Tok>) {
     for t in toks.iter_mut() {
@@ -347,9 +383,9 @@ fn canonical_order(toks: &mut Vec<Tok>) {
             && let Some(inner) = q.strip_prefix('"').and_then(|q| q.strip_suffix('"'))
             && !inner.is_empty()
             && !inner.eq_ignore_ascii_case("NIL")
-            && inner
-                .bytes()
-                .all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\[]".contains(&b))
+            // The hierarchy delimiter is a quoted char in the grammar (RFC 3501 9, LIST).
+            && inner != SEPARATOR
+            && could_be_atom(&without_placeholders(inner))
         {
             *t = Tok::Atom(inner.to_string());
         }
@@ -762,6 +798,30 @@ mod tests {
 
     fn norm(entries: Vec<TranscriptEntry>) -> String {
         normalize(&Transcript { entries }, &[])
+    }
+
+    #[test]
+    fn canonical_form_reads_quoted_names_with_placeholders_as_atoms() {
+        let t = |text: &str| Transcript {
+            entries: vec![s("1", text)],
+        };
+        let subs = [("mt-1a2b".to_string(), "{mailbox}".to_string())];
+        let canon = |text: &str| normalize_entries(&t(text), &subs, true).concat();
+        assert_eq!(
+            canon("* LIST () \"/\" \"mt-1a2b/new\"\r\n"),
+            canon("* LIST () \"/\" mt-1a2b/new\r\n")
+        );
+        assert_eq!(
+            canon("* STATUS \"mt-1a2b\" (MESSAGES 2)\r\n"),
+            "S1: * STATUS {mailbox} (MESSAGES 2)\n"
+        );
+        // Not an atom once the placeholders are gone: stays quoted.
+        assert_eq!(
+            canon("* STATUS \"mt-1a2b two\" (MESSAGES 2)\r\n"),
+            "S1: * STATUS \"{mailbox} two\" (MESSAGES 2)\n"
+        );
+        assert_eq!(without_placeholders("{a}x{b:c}{"), "x{");
+        assert_eq!(without_placeholders("{}{no space}"), "{}{no space}");
     }
 
     #[test]
