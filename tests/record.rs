@@ -3,6 +3,8 @@
 //! load with the scenario loader; redaction; several connections; byte-exact relay proven
 //! with a fake upstream; bad input (unreachable, silent upstream, a huge literal).
 
+mod support;
+
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -164,34 +166,16 @@ async fn reference() -> Running {
 async fn python(program: &str, args: Vec<String>) -> Option<String> {
     let program = program.to_owned();
     tokio::task::spawn_blocking(move || {
-        let child = Command::new("python3")
-            .arg("-c")
-            .arg(&program)
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match child {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-            Err(e) => panic!("python3: {e}"),
-        };
-        let started = Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            if started.elapsed() > WAIT {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "python3 (pid {}) still running after {WAIT:?}; killed",
-                    child.id()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
+        let mut child = support::child::spawn(
+            Command::new("python3")
+                .arg("-c")
+                .arg(&program)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped()),
+        )?;
+        let status = support::child::wait_bounded(&mut child, "python3", WAIT);
         let mut out = String::new();
         let mut err = String::new();
         child

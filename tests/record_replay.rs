@@ -5,6 +5,8 @@
 //! smtplib then poplib through one `mailtape record` with two --listen/--upstream pairs; and
 //! curl over SMTP, IMAP and POP3 through three pairs.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -55,30 +57,18 @@ fn python_file(script: &str, args: &[String]) -> bool {
 }
 
 fn python3(args: &[String]) -> bool {
-    let child = Command::new("python3")
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
-        Err(e) => panic!("python3: {e}"),
+    let Some(mut child) = support::child::spawn(
+        Command::new("python3")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    ) else {
+        return false;
     };
-    let started = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            assert!(status.success(), "the Python client failed: {status}");
-            return true;
-        }
-        if started.elapsed() > WAIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("python3 still running after {WAIT:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = support::child::wait_bounded(&mut child, "python3", WAIT);
+    assert!(status.success(), "the Python client failed: {status}");
+    true
 }
 
 /// Records one imaplib session against `upstream`; the file. `mode` plain or starttls: the
@@ -425,30 +415,15 @@ async fn smtp_and_pop3_pairs_record_into_one_file_that_replays_clean() {
 /// Runs curl with arguments, killed (by its own handle) after [`WAIT`]; its stdout, or `None`
 /// when curl is not installed.
 fn curl(args: &[String]) -> Option<String> {
-    let child = Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time", "30"])
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
-        Err(e) => panic!("curl: {e}"),
-    };
-    let started = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            break;
-        }
-        if started.elapsed() > WAIT {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("curl still running after {WAIT:?}; killed");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = support::child::spawn(
+        Command::new("curl")
+            .args(["--silent", "--show-error", "--max-time", "30"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    )?;
+    support::child::wait_bounded(&mut child, "curl", WAIT);
     let out = child.wait_with_output().expect("curl output");
     assert!(out.status.success(), "curl {args:?} failed: {}", out.status);
     Some(String::from_utf8_lossy(&out.stdout).into_owned())
