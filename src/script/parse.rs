@@ -1494,6 +1494,19 @@ S: A003 OK APPEND completed
         assert_eq!(e.snippet, "S: A003 OK APPEND completed");
     }
 
+    /// Found by review while fuzzing: an `S` line of thousands of `(` overflowed the pattern
+    /// lexer's stack and aborted the loader; now it is an error at the line, and a recording
+    /// (where a server's odd line must still load) keeps it as a line with no pattern.
+    #[test]
+    fn deeply_nested_server_line_is_an_error_not_a_crash() {
+        let script = format!("C: a1 NOOP\nS: * {}\nS: a1 OK\n", "(".repeat(50_000));
+        let e = fail(&with_script("", &script));
+        assert_eq!(where_(&e), (7, 106));
+        assert!(e.message.contains("nested more than 100 deep"), "{e}");
+        let text = with_script("", &script);
+        assert!(parse_recording(Path::new("t.ron"), &text).is_ok());
+    }
+
     #[test]
     fn literal_count_too_large() {
         let script = APPEND.replace("{310}", "{400}");
