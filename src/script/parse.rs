@@ -430,12 +430,15 @@ fn convert(src: &Source<'_>, raw: RawScenario, recording: bool) -> Result<Scenar
     let mailboxes = raw.mailboxes.unwrap_or_else(|| vec!["mailbox".to_owned()]);
     let mut seen = BTreeSet::new();
     for name in &mailboxes {
-        let off = src
-            .string_in("mailboxes", name, 0)
-            .unwrap_or(at("mailboxes"));
+        // Where the name is written, looked up only for an error: each lookup scans the
+        // file's tokens, so doing it for every name was quadratic in the number of names.
+        let off = || {
+            src.string_in("mailboxes", name, 0)
+                .unwrap_or_else(|| at("mailboxes"))
+        };
         if !super::pattern::is_var_name(name) || name == "_" {
             return Err(src.error(
-                off,
+                off(),
                 format!(
                     "mailbox variable `{name}` must be letters, digits and `_`, not starting with a digit"
                 ),
@@ -443,22 +446,27 @@ fn convert(src: &Source<'_>, raw: RawScenario, recording: bool) -> Result<Scenar
         }
         if PREDEFINED_VARS.contains(&name.as_str()) {
             return Err(src.error(
-                off,
+                off(),
                 format!("mailbox variable `{name}` clashes with the predefined `{{{name}}}`"),
             ));
         }
         if !seen.insert(name.as_str()) {
-            let off = src.string_in("mailboxes", name, 1).unwrap_or(off);
+            let off = src.string_in("mailboxes", name, 1).unwrap_or_else(off);
             return Err(src.error(off, format!("mailbox variable `{name}` is listed twice")));
         }
     }
 
     let mut sessions = BTreeMap::new();
+    let has_mailbox = mailboxes.iter().any(|m| m == "mailbox");
     for (name, s) in &raw.sessions {
-        let off = src.string_in("sessions", name, 0).unwrap_or(at("sessions"));
+        // Looked up only for an error, like the mailbox names above.
+        let off = || {
+            src.string_in("sessions", name, 0)
+                .unwrap_or_else(|| at("sessions"))
+        };
         if !is_session_name(name) {
             return Err(src.error(
-                off,
+                off(),
                 format!("session name `{name}` may only hold letters, digits and `_`"),
             ));
         }
@@ -467,30 +475,30 @@ fn convert(src: &Source<'_>, raw: RawScenario, recording: bool) -> Result<Scenar
             Some("not-authenticated") => InitialState::NotAuthenticated,
             Some("selected") => InitialState::Selected,
             Some(other) => {
-                let off = src.string_in("sessions", other, 0).unwrap_or(off);
+                let off = src.string_in("sessions", other, 0).unwrap_or_else(off);
                 return Err(src.error(
                     off,
                     format!("unknown state `{other}` (not-authenticated, authenticated, selected)"),
                 ));
             }
         };
-        if state == InitialState::Selected && !mailboxes.iter().any(|m| m == "mailbox") {
+        if state == InitialState::Selected && !has_mailbox {
             return Err(src.error(
-                off,
+                off(),
                 "state `selected` does SELECT {mailbox}, but there is no mailbox variable `mailbox`",
             ));
         }
         let session_protocol = match &s.protocol {
             None => protocol,
             Some(p) => parse_protocol(p).ok_or_else(|| {
-                let off = src.string_in("sessions", p, 0).unwrap_or(off);
+                let off = src.string_in("sessions", p, 0).unwrap_or_else(off);
                 src.error(off, format!("unknown protocol `{p}` (imap, pop3, smtp)"))
             })?,
         };
         if let Some(u) = &s.user
             && u.trim().is_empty()
         {
-            return Err(src.error(off, format!("session `{name}` has an empty `user`")));
+            return Err(src.error(off(), format!("session `{name}` has an empty `user`")));
         }
         sessions.insert(
             name.clone(),
@@ -1505,6 +1513,26 @@ S: A003 OK APPEND completed
         assert!(e.message.contains("nested more than 100 deep"), "{e}");
         let text = with_script("", &script);
         assert!(parse_recording(Path::new("t.ron"), &text).is_ok());
+    }
+
+    /// Found by review while fuzzing: every mailbox name (and session name) had
+    /// its position in the file looked up, each lookup a scan of the whole file, so 20 000
+    /// names (190 KB) took minutes to load. Positions are looked up for errors only now.
+    #[test]
+    fn many_mailbox_names_load() {
+        let names: Vec<String> = (0..20_000).map(|i| format!("\"m{i}\"")).collect();
+        let extra = format!("    mailboxes: [{}],\n", names.join(", "));
+        let s = parse(&with_script(&extra, "C: a1 SELECT {m19999}\nS: a1 OK\n"));
+        assert_eq!(s.mailboxes.len(), 20_000);
+        // A duplicate at the end is still reported where it is written.
+        let extra = format!("    mailboxes: [{}, \"m7\"],\n", names.join(", "));
+        let e = fail(&with_script(&extra, "C: a1 NOOP\nS: a1 OK\n"));
+        assert!(e.message.contains("`m7` is listed twice"), "{e}");
+        assert_eq!(e.loc.line, 9);
+        assert_eq!(
+            e.loc.column,
+            17 + names.iter().map(|n| n.len() + 2).sum::<usize>()
+        );
     }
 
     #[test]
