@@ -152,6 +152,9 @@ struct Source<'a> {
     file: PathBuf,
     text: &'a str,
     toks: Vec<Tok>,
+    /// Byte offset of each line's start: every script message gets a location, and counting
+    /// newlines from the file start for each was quadratic in the length of a long recording.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Source<'a> {
@@ -160,6 +163,9 @@ impl<'a> Source<'a> {
             file: path.to_path_buf(),
             text,
             toks: scan(text),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
         }
     }
 
@@ -186,10 +192,13 @@ impl<'a> Source<'a> {
     /// Line and (character) column of a byte offset.
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or_default();
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        if !self.text.is_char_boundary(offset) {
+            return (1, 1);
+        }
+        // Lines starting at or before `offset`; the first starts at 0, so there is one.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let column = self.text[line_start..offset].chars().count() + 1;
         (line, column)
     }
 
@@ -1533,6 +1542,23 @@ S: A003 OK APPEND completed
             e.loc.column,
             17 + names.iter().map(|n| n.len() + 2).sum::<usize>()
         );
+    }
+
+    /// Found by review while fuzzing: each message's location counted the newlines from the
+    /// file start, so a recording of 100 000 lines (1.6 MB) did not load in ten minutes.
+    /// Locations come from an index of line starts now; they must stay exact.
+    #[test]
+    fn long_script_locations() {
+        let mut script: String = (0..20_000)
+            .map(|i| format!("C: a{i} NOOP\nS: a{i} OK done\n"))
+            .collect();
+        let s = parse(&with_script("", &script));
+        assert_eq!(s.steps.len(), 40_000);
+        let (_, msgs) = sends(&s, 39_998);
+        assert_eq!((msgs[0].loc.line, msgs[0].loc.column), (6 + 39_998, 4));
+        script.push_str("C: a1 NOOP {x:number}\n");
+        let e = fail(&with_script("", &script));
+        assert_eq!(where_(&e), (6 + 40_000, 12));
     }
 
     #[test]

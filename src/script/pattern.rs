@@ -1891,11 +1891,7 @@ mod tests {
         let deep = format!("* {}", "a[".repeat(100_000));
         assert!(Pattern::parse(deep.as_bytes()).is_err());
         // Up to the cap is fine.
-        let ok = format!(
-            "* {}{}",
-            "(".repeat(MAX_NESTING),
-            ")".repeat(MAX_NESTING)
-        );
+        let ok = format!("* {}{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
         let p = pat(&ok);
         assert!(p.matches(ok.as_bytes(), &Bindings::default()).is_ok());
     }
