@@ -193,10 +193,23 @@ impl Template {
         let mut plain = String::new();
         let mut rest = text;
         let mut offset = 0;
+        // The first `}` after the current `{`, remembered while still ahead: searching afresh
+        // for each `{` made a line of many `{` quadratic (minutes for a 1 MiB recorded line).
+        let mut next_close: Option<Option<usize>> = None;
         while let Some(open) = rest.find('{') {
             plain.push_str(&rest[..open]);
             let after = &rest[open + 1..];
-            let close = after.find('}');
+            let from = offset + open + 1;
+            let close_at = match next_close {
+                Some(Some(at)) if at >= from => Some(at),
+                Some(None) => None,
+                _ => {
+                    let at = text[from..].find('}').map(|i| from + i);
+                    next_close = Some(at);
+                    at
+                }
+            };
+            let close = close_at.map(|at| at - from);
             let inner = close.map(|c| &after[..c]);
             match inner {
                 Some(name) if super::pattern::is_var_name(name) && name != "_" => {
@@ -209,9 +222,16 @@ impl Template {
                     offset += used;
                     continue;
                 }
-                Some(inner) if inner == "_" || inner.contains(':') => {
-                    let head = inner.split(':').next().unwrap_or_default();
-                    if head == "_" || super::pattern::is_var_name(head) {
+                Some(inner) => {
+                    // `{_}` or `{name:...}`. Only the name-like head is read: looking through
+                    // all of `inner` for a `:` was quadratic as well.
+                    let head_len = inner
+                        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                        .unwrap_or(inner.len());
+                    let head = &inner[..head_len];
+                    let typed = inner[head_len..].starts_with(':');
+                    if inner == "_" || (typed && (head == "_" || super::pattern::is_var_name(head)))
+                    {
                         return Err(TemplateParseError {
                             column: offset + open + 1,
                             message: format!(
@@ -220,7 +240,7 @@ impl Template {
                         });
                     }
                 }
-                _ => {}
+                None => {}
             }
             plain.push('{');
             rest = after;
@@ -326,6 +346,26 @@ mod tests {
         let t = Template::parse("x SEARCH SUBJECT \"{ }\" {5+}").unwrap();
         assert_eq!(t.vars().count(), 0);
         assert_eq!(t.render(&vars).unwrap(), "x SEARCH SUBJECT \"{ }\" {5+}");
+    }
+
+    /// Found by review while fuzzing: each `{` searched the rest of the line for a `}`, so a
+    /// recorded client line of 1 MiB (the recorder's cap) of `{` took minutes to load. Linear
+    /// now; the meaning of stray braces is unchanged.
+    #[test]
+    fn many_open_braces_parse_as_text() {
+        let line = format!("{}}}{{n}}", "{".repeat(1 << 20));
+        let t = Template::parse(&line).unwrap();
+        assert_eq!(
+            t.0,
+            vec![
+                TemplatePart::Text(format!("{}}}", "{".repeat(1 << 20))),
+                TemplatePart::Var("n".into()),
+            ]
+        );
+        let t = Template::parse("{{a} {{{b}}").unwrap();
+        assert_eq!(t.vars().collect::<Vec<_>>(), vec!["a", "b"]);
+        assert_eq!(t.to_string(), "{{a} {{{b}}");
+        assert!(Template::parse("{{a:{b}").is_err());
     }
 
     #[test]

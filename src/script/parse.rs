@@ -152,6 +152,9 @@ struct Source<'a> {
     file: PathBuf,
     text: &'a str,
     toks: Vec<Tok>,
+    /// Byte offset of each line's start: every script message gets a location, and counting
+    /// newlines from the file start for each was quadratic in the length of a long recording.
+    line_starts: Vec<usize>,
 }
 
 impl<'a> Source<'a> {
@@ -160,6 +163,9 @@ impl<'a> Source<'a> {
             file: path.to_path_buf(),
             text,
             toks: scan(text),
+            line_starts: std::iter::once(0)
+                .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
         }
     }
 
@@ -186,10 +192,13 @@ impl<'a> Source<'a> {
     /// Line and (character) column of a byte offset.
     fn line_col(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
-        let before = self.text.get(..offset).unwrap_or_default();
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let column = before[line_start..].chars().count() + 1;
+        if !self.text.is_char_boundary(offset) {
+            return (1, 1);
+        }
+        // Lines starting at or before `offset`; the first starts at 0, so there is one.
+        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line_start = self.line_starts.get(line - 1).copied().unwrap_or(0);
+        let column = self.text[line_start..offset].chars().count() + 1;
         (line, column)
     }
 
@@ -430,12 +439,15 @@ fn convert(src: &Source<'_>, raw: RawScenario, recording: bool) -> Result<Scenar
     let mailboxes = raw.mailboxes.unwrap_or_else(|| vec!["mailbox".to_owned()]);
     let mut seen = BTreeSet::new();
     for name in &mailboxes {
-        let off = src
-            .string_in("mailboxes", name, 0)
-            .unwrap_or(at("mailboxes"));
+        // Where the name is written, looked up only for an error: each lookup scans the
+        // file's tokens, so doing it for every name was quadratic in the number of names.
+        let off = || {
+            src.string_in("mailboxes", name, 0)
+                .unwrap_or_else(|| at("mailboxes"))
+        };
         if !super::pattern::is_var_name(name) || name == "_" {
             return Err(src.error(
-                off,
+                off(),
                 format!(
                     "mailbox variable `{name}` must be letters, digits and `_`, not starting with a digit"
                 ),
@@ -443,22 +455,27 @@ fn convert(src: &Source<'_>, raw: RawScenario, recording: bool) -> Result<Scenar
         }
         if PREDEFINED_VARS.contains(&name.as_str()) {
             return Err(src.error(
-                off,
+                off(),
                 format!("mailbox variable `{name}` clashes with the predefined `{{{name}}}`"),
             ));
         }
         if !seen.insert(name.as_str()) {
-            let off = src.string_in("mailboxes", name, 1).unwrap_or(off);
+            let off = src.string_in("mailboxes", name, 1).unwrap_or_else(off);
             return Err(src.error(off, format!("mailbox variable `{name}` is listed twice")));
         }
     }
 
     let mut sessions = BTreeMap::new();
+    let has_mailbox = mailboxes.iter().any(|m| m == "mailbox");
     for (name, s) in &raw.sessions {
-        let off = src.string_in("sessions", name, 0).unwrap_or(at("sessions"));
+        // Looked up only for an error, like the mailbox names above.
+        let off = || {
+            src.string_in("sessions", name, 0)
+                .unwrap_or_else(|| at("sessions"))
+        };
         if !is_session_name(name) {
             return Err(src.error(
-                off,
+                off(),
                 format!("session name `{name}` may only hold letters, digits and `_`"),
             ));
         }
@@ -467,30 +484,30 @@ fn convert(src: &Source<'_>, raw: RawScenario, recording: bool) -> Result<Scenar
             Some("not-authenticated") => InitialState::NotAuthenticated,
             Some("selected") => InitialState::Selected,
             Some(other) => {
-                let off = src.string_in("sessions", other, 0).unwrap_or(off);
+                let off = src.string_in("sessions", other, 0).unwrap_or_else(off);
                 return Err(src.error(
                     off,
                     format!("unknown state `{other}` (not-authenticated, authenticated, selected)"),
                 ));
             }
         };
-        if state == InitialState::Selected && !mailboxes.iter().any(|m| m == "mailbox") {
+        if state == InitialState::Selected && !has_mailbox {
             return Err(src.error(
-                off,
+                off(),
                 "state `selected` does SELECT {mailbox}, but there is no mailbox variable `mailbox`",
             ));
         }
         let session_protocol = match &s.protocol {
             None => protocol,
             Some(p) => parse_protocol(p).ok_or_else(|| {
-                let off = src.string_in("sessions", p, 0).unwrap_or(off);
+                let off = src.string_in("sessions", p, 0).unwrap_or_else(off);
                 src.error(off, format!("unknown protocol `{p}` (imap, pop3, smtp)"))
             })?,
         };
         if let Some(u) = &s.user
             && u.trim().is_empty()
         {
-            return Err(src.error(off, format!("session `{name}` has an empty `user`")));
+            return Err(src.error(off(), format!("session `{name}` has an empty `user`")));
         }
         sessions.insert(
             name.clone(),
@@ -1492,6 +1509,56 @@ S: A003 OK APPEND completed
         assert_eq!(where_(&e), (17, 1));
         assert!(e.message.contains("continues on the next C line"), "{e}");
         assert_eq!(e.snippet, "S: A003 OK APPEND completed");
+    }
+
+    /// Found by review while fuzzing: an `S` line of thousands of `(` overflowed the pattern
+    /// lexer's stack and aborted the loader; now it is an error at the line, and a recording
+    /// (where a server's odd line must still load) keeps it as a line with no pattern.
+    #[test]
+    fn deeply_nested_server_line_is_an_error_not_a_crash() {
+        let script = format!("C: a1 NOOP\nS: * {}\nS: a1 OK\n", "(".repeat(50_000));
+        let e = fail(&with_script("", &script));
+        assert_eq!(where_(&e), (7, 106));
+        assert!(e.message.contains("nested more than 100 deep"), "{e}");
+        let text = with_script("", &script);
+        assert!(parse_recording(Path::new("t.ron"), &text).is_ok());
+    }
+
+    /// Found by review while fuzzing: every mailbox name (and session name) had
+    /// its position in the file looked up, each lookup a scan of the whole file, so 20 000
+    /// names (190 KB) took minutes to load. Positions are looked up for errors only now.
+    #[test]
+    fn many_mailbox_names_load() {
+        let names: Vec<String> = (0..20_000).map(|i| format!("\"m{i}\"")).collect();
+        let extra = format!("    mailboxes: [{}],\n", names.join(", "));
+        let s = parse(&with_script(&extra, "C: a1 SELECT {m19999}\nS: a1 OK\n"));
+        assert_eq!(s.mailboxes.len(), 20_000);
+        // A duplicate at the end is still reported where it is written.
+        let extra = format!("    mailboxes: [{}, \"m7\"],\n", names.join(", "));
+        let e = fail(&with_script(&extra, "C: a1 NOOP\nS: a1 OK\n"));
+        assert!(e.message.contains("`m7` is listed twice"), "{e}");
+        assert_eq!(e.loc.line, 9);
+        assert_eq!(
+            e.loc.column,
+            17 + names.iter().map(|n| n.len() + 2).sum::<usize>()
+        );
+    }
+
+    /// Found by review while fuzzing: each message's location counted the newlines from the
+    /// file start, so a recording of 100 000 lines (1.6 MB) did not load in ten minutes.
+    /// Locations come from an index of line starts now; they must stay exact.
+    #[test]
+    fn long_script_locations() {
+        let mut script: String = (0..20_000)
+            .map(|i| format!("C: a{i} NOOP\nS: a{i} OK done\n"))
+            .collect();
+        let s = parse(&with_script("", &script));
+        assert_eq!(s.steps.len(), 40_000);
+        let (_, msgs) = sends(&s, 39_998);
+        assert_eq!((msgs[0].loc.line, msgs[0].loc.column), (6 + 39_998, 4));
+        script.push_str("C: a1 NOOP {x:number}\n");
+        let e = fail(&with_script("", &script));
+        assert_eq!(where_(&e), (6 + 40_000, 12));
     }
 
     #[test]

@@ -309,7 +309,14 @@ struct Lexer<'a> {
     pattern: bool,
     /// Start offsets of a data line's top-level items (for error columns).
     starts: Vec<usize>,
+    /// Lists and sections open around the current position (see [`MAX_NESTING`]).
+    depth: usize,
 }
+
+/// How deeply lists and sections may nest. The lexer recurses once per level, so without a cap
+/// a server line (or a pattern) of many `(` would overflow the stack; a real response nests a
+/// few levels (BODYSTRUCTURE of nested multiparts, a dozen or so).
+pub const MAX_NESTING: usize = 100;
 
 type LexResult<T> = Result<T, PatternError>;
 
@@ -361,6 +368,7 @@ impl<'a> Lexer<'a> {
                     pos: 0,
                     pattern: true,
                     starts: Vec::new(),
+                    depth: 0,
                 };
                 match sub.item() {
                     Ok(c @ Item::Capture { .. }) if sub.at_eol() => Some(c),
@@ -461,6 +469,23 @@ impl<'a> Lexer<'a> {
 
     /// Items up to `close` (`)` or `]`), or to the line end when `close` is `None`.
     fn items_until(&mut self, close: Option<u8>) -> LexResult<Vec<Item>> {
+        if close.is_none() {
+            return self.items_in(None);
+        }
+        if self.depth >= MAX_NESTING {
+            // The opening bracket was just consumed.
+            return self.err(
+                self.pos.saturating_sub(1),
+                format!("lists nested more than {MAX_NESTING} deep"),
+            );
+        }
+        self.depth += 1;
+        let items = self.items_in(close);
+        self.depth -= 1;
+        items
+    }
+
+    fn items_in(&mut self, close: Option<u8>) -> LexResult<Vec<Item>> {
         let mut items = Vec::new();
         loop {
             self.skip_spaces();
@@ -654,6 +679,7 @@ impl Pattern {
             pos: 0,
             pattern: true,
             starts: Vec::new(),
+            depth: 0,
         };
         let message = lexer.message()?;
         // Anything after the line (and its literals) is not part of one message.
@@ -724,6 +750,7 @@ impl Pattern {
                     pos: 0,
                     pattern: true,
                     starts: Vec::new(),
+                    depth: 0,
                 };
                 match lexer.brace() {
                     Ok(c @ Item::Capture { .. }) => c,
@@ -819,6 +846,7 @@ impl Pattern {
             pos: 0,
             pattern: false,
             starts: Vec::new(),
+            depth: 0,
         };
         let got = lexer.message().map_err(|e| {
             Mismatch(format!(
@@ -1847,6 +1875,25 @@ mod tests {
                 let _ = p.matches(&input, &Bindings::default());
             }
         }
+    }
+
+    /// Found by review while fuzzing: one recursion per `(`, so a server line of 50 000 `(`
+    /// (or a pattern) overflowed the stack and aborted the whole run.
+    #[test]
+    fn deep_nesting_is_an_error_not_a_stack_overflow() {
+        let deep = format!("* {}", "(".repeat(100_000));
+        let e = Pattern::parse(deep.as_bytes()).unwrap_err();
+        assert_eq!(e.column, 3 + MAX_NESTING);
+        assert!(e.message.contains("nested more than 100 deep"), "{e}");
+        let e = pat("* ...").matches(deep.as_bytes(), &Bindings::default());
+        assert!(e.unwrap_err().0.contains("nested more than"));
+        // Sections count as well.
+        let deep = format!("* {}", "a[".repeat(100_000));
+        assert!(Pattern::parse(deep.as_bytes()).is_err());
+        // Up to the cap is fine.
+        let ok = format!("* {}{}", "(".repeat(MAX_NESTING), ")".repeat(MAX_NESTING));
+        let p = pat(&ok);
+        assert!(p.matches(ok.as_bytes(), &Bindings::default()).is_ok());
     }
 
     #[test]
