@@ -6,6 +6,7 @@ mod replay;
 mod run;
 mod serve;
 mod shrink;
+mod signal;
 
 pub use run::{discover, reference_target};
 

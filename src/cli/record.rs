@@ -53,6 +53,7 @@ pub async fn record(args: RecordArgs, quiet: bool) -> Result<u8, CliError> {
         eprintln!("warning: --insecure: the upstream's certificate is not verified");
     }
     let upstream_urls: Vec<String> = options.routes.iter().map(|r| r.upstream.url()).collect();
+    let signals = super::signal::StopSignal::install();
     let recorder = Recorder::bind(options)
         .await
         .map_err(|e| CliError::Config(e.to_string()))?;
@@ -63,9 +64,14 @@ pub async fn record(args: RecordArgs, quiet: bool) -> Result<u8, CliError> {
     }
     let progress = Progress::start(recorder.stats(), quiet);
     let stop = async {
-        if let Err(e) = super::serve::stop_signal().await {
-            tracing::warn!("cannot wait for signals: {e}");
-            std::future::pending::<()>().await;
+        match signals {
+            Ok(s) => {
+                s.wait().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot wait for signals: {e}");
+                std::future::pending::<()>().await;
+            }
         }
     };
     let result = recorder.run(stop).await;

@@ -32,6 +32,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .map(|a| format!("{}/{}", a.user, a.password))
         .collect();
     let domain = config.domain.clone();
+    let stop = super::signal::StopSignal::install()?;
     let running = reference_server::start(config).await?;
     if let Some(a) = running.imap {
         println!("imap   imap://{a}");
@@ -58,26 +59,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     }
     println!("Ctrl-C or SIGTERM stops the server.");
     tracing::info!(imap = ?running.imap, imaps = ?running.imaps, "reference server started");
-    let signal = stop_signal().await?;
+    let signal = stop.wait().await;
     tracing::info!(signal, "stopping");
     running.shutdown().await;
     Ok(())
-}
-
-/// Waits for Ctrl-C (SIGINT) or, on Unix, SIGTERM; returns which one came.
-pub(super) async fn stop_signal() -> Result<&'static str, CliError> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT").map_err(CliError::from),
-            _ = term.recv() => Ok("SIGTERM"),
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        tokio::signal::ctrl_c().await?;
-        Ok("Ctrl-C")
-    }
 }

@@ -67,8 +67,10 @@ pub async fn shrink(args: ShrinkArgs, quiet: bool) -> Result<u8, CliError> {
     // Ctrl-C or SIGTERM: finish the replay in progress, then write the smallest so far.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let raise = stop.clone();
+    let signals = super::signal::StopSignal::install();
     let watcher = tokio::spawn(async move {
-        if super::serve::stop_signal().await.is_ok() {
+        if let Ok(s) = signals {
+            s.wait().await;
             raise.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     });
