@@ -8,9 +8,10 @@
 //! Values that change from run to run are replaced by fixed placeholders so that two runs
 //! against the same server give the same text: UIDVALIDITY values, date-times, the
 //! human-readable text after a status (`OK`, `NO`, ...), credentials, Message-ID, Date and
-//! trace headers inside literals (`report::headers`), ID response values, and whatever the caller names (the run's
-//! fresh mailbox names, account logins). The lines are tokenized with a small IMAP lexer so
-//! that a replacement only ever hits a whole value in the right position.
+//! trace headers inside literals (`report::headers`), ID response values, and whatever the
+//! caller names (the run's fresh mailbox names, account logins). The lines are tokenized with
+//! a small IMAP lexer so that a replacement only ever hits a whole value in the right
+//! position.
 
 use super::{Direction, Transcript};
 
@@ -342,7 +343,8 @@ fn normalize_message(
     toks
 }
 
-/// ATOM-CHARs only (RFC 3501 9): no space, control, `(){%*"\]` or 8-bit byte.
+/// ATOM-CHARs only (RFC 3501 9): no space, control, `(){%*"\]` or 8-bit byte (and no
+/// `[` either, to keep section-like text quoted).
 fn could_be_atom(text: &str) -> bool {
     text.bytes()
         .all(|b| b > b' ' && b < 0x7f && !b"(){%*\"\\[]".contains(&b))
