@@ -3,6 +3,8 @@
 //! (Received, Return-Path, ...), whose values name hosts, queue ids and times. One filter for
 //! IMAP literals (`report::normalize`) and POP3 RETR/TOP replies (`report::normalize_text`).
 
+use std::borrow::Cow;
+
 use super::normalize::{DATE, MESSAGE_ID};
 
 /// Replaces the value of a trace header an MTA adds (Received, Return-Path, Delivered-To).
@@ -64,16 +66,16 @@ impl HeaderFilter {
 }
 
 /// A literal's bytes (CRLF lines) with its headers filtered, if it looks like a message (its
-/// first line is a header field); anything else comes back as it is. Lines that stay keep
-/// their bytes exactly.
-pub fn normalize_message(data: &[u8]) -> Vec<u8> {
+/// first line is a header field); anything else comes back as it is, borrowed. Lines that
+/// stay keep their bytes exactly, and the body after the header is copied whole.
+pub fn normalize_message(data: &[u8]) -> Cow<'_, [u8]> {
     let first = data.split(|&b| b == b'\n').next().unwrap_or_default();
     let looks_like_header = first
         .iter()
         .position(|&b| b == b':')
         .is_some_and(|colon| colon > 0 && !first[..colon].contains(&b' '));
     if !looks_like_header {
-        return data.to_vec();
+        return Cow::Borrowed(data);
     }
     let mut filter = HeaderFilter::new(true);
     let mut out = Vec::with_capacity(data.len());
@@ -84,25 +86,27 @@ pub fn normalize_message(data: &[u8]) -> Vec<u8> {
             None => (rest, None),
         };
         let text = String::from_utf8_lossy(line);
-        match filter.line(&text) {
-            None => {}
-            Some(shown) => {
-                if shown == text {
-                    out.extend_from_slice(line);
-                } else {
-                    out.extend_from_slice(shown.as_bytes());
-                }
-                if next.is_some() {
-                    out.extend_from_slice(b"\r\n");
-                }
+        if let Some(shown) = filter.line(&text) {
+            if shown == text {
+                out.extend_from_slice(line);
+            } else {
+                out.extend_from_slice(shown.as_bytes());
+            }
+            if next.is_some() {
+                out.extend_from_slice(b"\r\n");
             }
         }
         match next {
+            // Past the header nothing changes: the body goes over as it is.
+            Some(n) if !filter.in_header => {
+                out.extend_from_slice(n);
+                break;
+            }
             Some(n) => rest = n,
             None => break,
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 #[cfg(test)]
@@ -113,7 +117,7 @@ mod tests {
     fn volatile_and_trace_headers_become_one_line_each() {
         let msg = b"Return-Path: <bob@example.test>\r\nReceived: from a ([127.0.0.1])\r\n\tby b with ESMTP id 2.1\r\n\tfor <alice@example.test>; Mon, 7 Dec 2026 03:35:39 +0000\r\nDate: Mon,\r\n 7 Dec 2026\r\nMessage-Id: <x@y>\r\nX-Raw: \xff\r\nSubject: hi\r\n\r\nDate: in the body\r\n\tindented body\r\n";
         assert_eq!(
-            normalize_message(msg),
+            normalize_message(msg).as_ref(),
             b"Return-Path: <trace>\r\nReceived: <trace>\r\nDate: <date>\r\nMessage-Id: <message-id>\r\nX-Raw: \xff\r\nSubject: hi\r\n\r\nDate: in the body\r\n\tindented body\r\n"
         );
     }
@@ -121,7 +125,7 @@ mod tests {
     #[test]
     fn text_that_is_not_a_message_is_left_alone() {
         for text in [&b"just text\r\nDate: x"[..], b"", b"a b: c\r\nReceived: x"] {
-            assert_eq!(normalize_message(text), text);
+            assert_eq!(normalize_message(text).as_ref(), text);
         }
     }
 }

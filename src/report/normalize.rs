@@ -329,9 +329,11 @@ fn normalize_message(
             Tok::Atom(a) => *a = subs.apply(a),
             Tok::Quoted(q) => *q = subs.apply(q),
             Tok::Literal { announce, data } => {
-                let text = escape_literal(data);
-                let normal = subs.apply(&escape_literal(&super::headers::normalize_message(data)));
-                if normal != text {
+                let filtered = super::headers::normalize_message(data);
+                let headers_changed = filtered.as_ref() != data.as_slice();
+                let shown = escape_literal(&filtered);
+                let normal = subs.apply(&shown);
+                if headers_changed || normal != shown {
                     let digits: String = announce.chars().filter(char::is_ascii_digit).collect();
                     *announce = announce.replacen(&digits, LITERAL_SIZE, 1);
                 }
